@@ -1,0 +1,42 @@
+# advcam-pl — every command a user needs. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch/torchvision pins that the CPU machines here install from local disk; override for other CUDA builds.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+DEMO_DIR ?= outputs/demo
+VOC_ROOT ?=
+ARGS ?=
+
+.PHONY: help setup test test-all demo lint bench reproduce-weak clean
+
+help:  ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# The stamp makes re-running setup cheap: it only reinstalls when pyproject.toml changed.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q $(TORCH_SPEC)
+	$(BIN)/pip install -q -e ".[dev]"
+	@touch $@
+
+setup: $(VENV)/.installed  ## create .venv and install the package (editable, with dev tools)
+
+test: setup  ## run the test suite (offline, CPU, a few minutes)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=900
+
+demo: setup  ## run the whole pipeline on a generated synthetic VOC-layout dataset
+	$(BIN)/python -m advcam_pl.demo --out $(DEMO_DIR) $(ARGS)
+
+lint: setup  ## ruff
+	$(BIN)/ruff check src tests benchmarks
+
+bench: setup  ## AdvCAM speed: reference vs fast implementation (CPU settings; see benchmarks/README)
+	$(BIN)/python benchmarks/advcam_speed.py $(ARGS)
+
+clean:  ## remove outputs (keeps .venv)
+	rm -rf outputs logs .pytest_cache

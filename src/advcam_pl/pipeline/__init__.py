@@ -1,0 +1,62 @@
+"""The pipeline as a row of stages, one module each, in the paper's vocabulary.
+
+Each stage module has ``run(cfg) -> dict`` (its metrics; ``"objective"`` is the headline number
+a sweeper optimises) and ``is_done(cfg) -> bool`` (its outputs are complete, so a re-run may skip
+it). Stages talk only through the files named in ``cfg.artifacts``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Sequence
+
+from omegaconf import DictConfig, ListConfig
+
+log = logging.getLogger(__name__)
+
+STAGES = (
+    "train_cam",
+    "make_cam",
+    "eval_cam",
+    "make_ir_label",
+    "train_irn",
+    "make_sem_seg",
+    "eval_sem_seg",
+    "train_seg",
+    "eval_seg",
+)
+
+
+def stage_module(name: str):
+    if name not in STAGES:
+        raise ValueError(f"unknown stage {name!r}; expected one of {', '.join(STAGES)}")
+    return importlib.import_module(f"advcam_pl.pipeline.{name}")
+
+
+def stage_names(stages: str | Sequence[str]) -> list[str]:
+    names = [stages] if isinstance(stages, str) else list(stages)
+    for name in names:
+        stage_module(name)  # validates the name before anything runs
+    return names
+
+
+def run_stage(name: str, cfg: DictConfig, skip_done: bool | None = None) -> dict:
+    """Run one stage, or skip it when ``skip_done`` and its outputs are complete."""
+    module = stage_module(name)
+    skip_done = cfg.get("skip_done", True) if skip_done is None else skip_done
+    if skip_done and module.is_done(cfg):
+        log.info("stage %s: outputs complete, skipped", name)
+        return {"skipped": True}
+    log.info("stage %s: running", name)
+    return module.run(cfg) or {}
+
+
+def run_pipeline(cfg: DictConfig) -> list[tuple[str, dict]]:
+    """Run ``cfg.stages`` in order; returns ``[(stage, metrics), ...]``."""
+    from advcam_pl.pipeline.common import seed_everything
+
+    stages = cfg.stages
+    names = stage_names(list(stages) if isinstance(stages, ListConfig) else stages)
+    seed_everything(cfg.get("seed", 0))
+    return [(name, run_stage(name, cfg)) for name in names]

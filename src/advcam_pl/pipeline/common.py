@@ -1,0 +1,91 @@
+"""What every stage needs: the data root, loggers, a Trainer, metric logging.
+
+Kept small on purpose: a stage composes these, it does not inherit from anything.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    pl.seed_everything(int(seed), workers=True, verbose=False)
+
+
+def data_root(cfg: DictConfig) -> Path:
+    """The VOC2012 folder of ``cfg.data``; the synthetic dataset is generated on first use."""
+    root = Path(cfg.data.root)
+    generate = cfg.data.get("generate")
+    if generate is not None and not (root / "ImageSets" / "Segmentation").is_dir():
+        from advcam_pl.data.synthetic import generate_dataset
+
+        log.info("generating the synthetic dataset at %s", root)
+        generate_dataset(root, **OmegaConf.to_container(generate, resolve=True))
+    return root
+
+
+def instantiate_loggers(cfg: DictConfig, stage: str) -> list:
+    """The loggers of ``cfg.logger`` (a dict of ``_target_`` configs; empty for none)."""
+    loggers = []
+    for name, conf in (cfg.get("logger") or {}).items():
+        if conf is None or "_target_" not in conf:
+            continue
+        kwargs: dict[str, Any] = {}
+        if "WandbLogger" in conf._target_:
+            kwargs["name"] = f"{cfg.task_name}-{stage}"
+            kwargs["group"] = cfg.task_name
+            kwargs["job_type"] = stage
+        elif "CSVLogger" in conf._target_:
+            kwargs["version"] = stage
+        loggers.append(hydra.utils.instantiate(conf, **kwargs))
+        log.debug("logger %s for stage %s", name, stage)
+    return loggers
+
+
+def finish_loggers(loggers: Sequence) -> None:
+    """Close every logger (``wandb.finish()``), so the next multirun job starts clean."""
+    for logger in loggers:
+        try:
+            logger.finalize("success")
+        except Exception:  # a logger that fails to close must not hide the stage's result
+            log.exception("closing logger %s failed", type(logger).__name__)
+        if type(logger).__name__ == "WandbLogger":
+            import wandb
+
+            wandb.finish()
+
+
+@contextmanager
+def stage_loggers(cfg: DictConfig, stage: str) -> Iterator[list]:
+    """``with stage_loggers(cfg, "train_cam") as loggers:`` — always closes them."""
+    loggers = instantiate_loggers(cfg, stage)
+    try:
+        yield loggers
+    finally:
+        finish_loggers(loggers)
+
+
+def log_metrics(loggers: Sequence, metrics: dict[str, float], step: int | None = None) -> None:
+    """Send scalar metrics to every logger (non-scalars are skipped; they live in the JSON)."""
+    scalars = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+    for logger in loggers:
+        logger.log_metrics(scalars, step=step)
+
+
+def build_trainer(
+    cfg: DictConfig, loggers: Sequence = (), callbacks: Sequence = (), **overrides: Any
+) -> pl.Trainer:
+    """A Trainer from ``cfg.trainer`` plus stage-specific ``overrides`` (e.g. ``max_epochs``)."""
+    return hydra.utils.instantiate(
+        cfg.trainer, logger=list(loggers) or False, callbacks=list(callbacks), **overrides
+    )
