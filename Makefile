@@ -38,5 +38,9 @@ lint: setup  ## ruff
 bench: setup  ## AdvCAM speed: reference vs fast implementation (CPU settings; see benchmarks/README)
 	$(BIN)/python benchmarks/advcam_speed.py $(ARGS)
 
+reproduce-weak: setup  ## the paper's weak chain on a real VOC tree: make reproduce-weak VOC_ROOT=/path/to/VOC2012 [ARGS="..."]
+	@if [ -z "$(VOC_ROOT)" ]; then echo "usage: make reproduce-weak VOC_ROOT=/path/to/VOCdevkit/VOC2012 [ARGS='hydra overrides']"; exit 2; fi
+	$(BIN)/python -m advcam_pl.pipeline.reproduce --voc-root "$(VOC_ROOT)" $(ARGS)
+
 clean:  ## remove outputs (keeps .venv)
 	rm -rf outputs logs .pytest_cache
