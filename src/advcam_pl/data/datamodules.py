@@ -1,0 +1,332 @@
+"""Datasets and LightningDataModules over :class:`~advcam_pl.data.voc.VOCReader`.
+
+- :class:`ClassificationDataModule`: image-level labels for the CAM classifier (fit / validate).
+- :class:`InferenceDataModule`: one image per step at several scales (CAM / AdvCAM, predict). Under
+  DDP every rank gets a disjoint shard, each id exactly once.
+- :class:`SegmentationDataset`: (image, mask) pairs for evaluation.
+
+``skip_bad=True`` checks every file once in ``setup`` and drops the ids whose image, mask or labels
+cannot be read, listing them in a ``logging.warning``; otherwise a bad file raises
+:class:`~advcam_pl.data.voc.VOCDataError` naming it when the item is loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from advcam_pl.data.transforms import (
+    ClassificationEvalTransform,
+    ClassificationTrainTransform,
+    multiscale_images,
+)
+from advcam_pl.data.voc import NUM_CLASSES, VOCDataError, VOCReader
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking and selecting ids
+# ---------------------------------------------------------------------------------------------
+def find_bad_ids(
+    reader: VOCReader, ids: Sequence[str], need_mask: bool = False, need_labels: bool = False
+) -> dict[str, str]:
+    """``{id: reason}`` for the ids whose image (and mask / labels when asked) cannot be read."""
+    bad = {}
+    for image_id in ids:
+        try:
+            image = reader.load_image(image_id)
+            if need_mask:
+                _check_same_size(reader, image_id, image, reader.load_mask(image_id))
+            if need_labels:
+                reader.labels(image_id)
+        except VOCDataError as err:
+            bad[image_id] = str(err).splitlines()[0]
+    return bad
+
+
+def _check_same_size(reader: VOCReader, image_id: str, image: np.ndarray, mask: np.ndarray) -> None:
+    if image.shape[:2] != mask.shape:
+        raise VOCDataError(
+            f"mask {reader.mask_path(image_id)} is {mask.shape[1]}x{mask.shape[0]} but image "
+            f"{reader.image_path(image_id)} is {image.shape[1]}x{image.shape[0]}"
+        )
+
+
+def select_ids(
+    reader: VOCReader,
+    skip_bad: bool = False,
+    need_mask: bool = False,
+    need_labels: bool = False,
+    skip_ids: Iterable[str] | None = None,
+    exclude: Callable[[str], bool] | None = None,
+) -> list[str]:
+    """The reader's ids minus ``skip_ids``, minus those ``exclude(id)`` is true for (e.g. their
+    output exists), minus unreadable ones when ``skip_bad`` (logged with a warning)."""
+    skip = set(skip_ids or ())
+    ids = [i for i in reader.ids if i not in skip and not (exclude is not None and exclude(i))]
+    if skip_bad:
+        bad = find_bad_ids(reader, ids, need_mask=need_mask, need_labels=need_labels)
+        if bad:
+            log.warning(
+                "skipping %d unreadable item(s) of %s/%s: %s\n%s",
+                len(bad), reader.root, reader.split, sorted(bad),
+                "\n".join(f"  {i}: {reason}" for i, reason in sorted(bad.items())),
+            )  # fmt: skip
+            ids = [i for i in ids if i not in bad]
+    return ids
+
+
+def collate_single(items: list[dict]) -> dict:
+    """Batch size 1 without stacking: the item itself (its lists and numpy arrays stay as they are)."""
+    if len(items) != 1:
+        raise ValueError(f"collate_single expects batch_size=1, got {len(items)} items")
+    return items[0]
+
+
+class ShardSampler(DistributedSampler):
+    """Indices ``rank, rank + world_size, ...``: disjoint shards that together hold every index once.
+
+    Unlike ``DistributedSampler`` it neither pads nor shuffles, so a DDP predict run writes every
+    image exactly once. Being a ``DistributedSampler``, Lightning uses it as it is (it does not wrap
+    it again) whatever ``Trainer(use_distributed_sampler=...)`` says.
+    """
+
+    def __init__(self, dataset: Dataset, num_replicas: int = 1, rank: int = 0):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False, drop_last=False)
+        self.total_size = len(dataset)
+        self.num_samples = len(range(rank, self.total_size, num_replicas))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.total_size, self.num_replicas))
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets
+# ---------------------------------------------------------------------------------------------
+class ClassificationDataset(Dataset):
+    """Items ``{"image": float [3, crop, crop], "label": float [20], "id": str}``."""
+
+    def __init__(
+        self, reader: VOCReader, ids: Sequence[str], transform: Callable[[np.ndarray], torch.Tensor]
+    ):
+        self.reader, self.ids, self.transform = reader, list(ids), transform
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image_id = self.ids[index]
+        return {
+            "image": self.transform(self.reader.load_image(image_id)),
+            "label": torch.from_numpy(self.reader.labels(image_id)),
+            "id": image_id,
+        }
+
+
+class MultiScaleDataset(Dataset):
+    """Items for CAM inference (see :class:`InferenceDataModule` for the keys)."""
+
+    def __init__(
+        self,
+        reader: VOCReader,
+        ids: Sequence[str],
+        scales: Sequence[float] = (1.0, 0.5, 1.5, 2.0),
+        with_mask: bool = False,
+        with_image_uint8: bool = True,
+    ):
+        self.reader, self.ids = reader, list(ids)
+        self.scales = tuple(float(s) for s in scales)
+        self.with_mask, self.with_image_uint8 = with_mask, with_image_uint8
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image_id = self.ids[index]
+        image = self.reader.load_image(image_id)
+        if self.reader.has_labels(image_id):
+            label = self.reader.labels(image_id)
+        else:  # e.g. VOC test images: no annotation, no mask
+            label = np.zeros(NUM_CLASSES, dtype=np.float32)
+        item = {
+            "id": image_id,
+            "images": multiscale_images(image, self.scales),
+            "size": (int(image.shape[0]), int(image.shape[1])),
+            "label": torch.from_numpy(label),
+        }
+        if self.with_image_uint8:
+            item["image_uint8"] = image
+        if self.with_mask:
+            mask = self.reader.load_mask(image_id)
+            _check_same_size(self.reader, image_id, image, mask)
+            item["mask"] = mask
+        return item
+
+
+class SegmentationDataset(Dataset):
+    """(image, mask) pairs: ``{"id": str, "image": uint8 [H, W, 3], "mask": uint8 [H, W]}``.
+
+    For evaluation loops; with ``DataLoader(..., batch_size=1, collate_fn=collate_single)`` the
+    arrays come through unchanged.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str,
+        skip_bad: bool = False,
+        skip_ids: Iterable[str] | None = None,
+        exclude: Callable[[str], bool] | None = None,
+    ):
+        self.reader = VOCReader(root, split)
+        self.ids = select_ids(self.reader, skip_bad, need_mask=True, skip_ids=skip_ids, exclude=exclude)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        image_id = self.ids[index]
+        image, mask = self.reader.load_image(image_id), self.reader.load_mask(image_id)
+        _check_same_size(self.reader, image_id, image, mask)
+        return {"id": image_id, "image": image, "mask": mask}
+
+
+# ---------------------------------------------------------------------------------------------
+# DataModules
+# ---------------------------------------------------------------------------------------------
+class ClassificationDataModule(pl.LightningDataModule):
+    """Image-level labels for the CAM classifier.
+
+    Train batches (``train_list``, augmented as IRN's ``train_cam``) and val batches (``val_list``,
+    long side resized to ``crop_size`` and zero-padded): ``{"image": float [B, 3, crop, crop],
+    "label": float [B, 20], "id": list[str]}``. ``val_list=None`` gives no val loader.
+    The last incomplete train batch is dropped (IRN), unless the list is shorter than a batch.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        train_list: str = "train_aug",
+        val_list: str | None = "val",
+        batch_size: int = 16,
+        num_workers: int = 0,
+        crop_size: int = 512,
+        resize_long: Sequence[int] = (320, 640),
+        skip_bad: bool = False,
+        hflip: bool = True,
+        drop_last: bool = True,
+        pin_memory: bool = False,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.root = root
+        self.train_list, self.val_list = train_list, val_list
+        self.batch_size, self.num_workers = int(batch_size), int(num_workers)
+        self.train_transform = ClassificationTrainTransform(crop_size, tuple(resize_long), hflip)
+        self.eval_transform = ClassificationEvalTransform(crop_size)
+        self.skip_bad, self.drop_last, self.pin_memory = skip_bad, drop_last, pin_memory
+        self.train_set: ClassificationDataset | None = None
+        self.val_set: ClassificationDataset | None = None
+
+    def _dataset(self, split: str, transform: Callable) -> ClassificationDataset:
+        reader = VOCReader(self.root, split)
+        return ClassificationDataset(reader, select_ids(reader, self.skip_bad, need_labels=True), transform)
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and self.train_set is None:
+            self.train_set = self._dataset(self.train_list, self.train_transform)
+        if stage in (None, "fit", "validate") and self.val_list and self.val_set is None:
+            self.val_set = self._dataset(self.val_list, self.eval_transform)
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_set is not None, "call setup('fit') first"
+        return DataLoader(
+            self.train_set,
+            batch_size=self.batch_size,
+            shuffle=True,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            drop_last=self.drop_last and len(self.train_set) >= self.batch_size,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.val_set is None:
+            return []
+        return DataLoader(
+            self.val_set,
+            batch_size=self.batch_size,
+            shuffle=False,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+        )
+
+
+class InferenceDataModule(pl.LightningDataModule):
+    """One image per predict step, at several scales.
+
+    Batch (batch size 1, not stacked): ``{"id": str, "images": list over scales of float
+    [3, round(H·s), round(W·s)]`` (normalised, not flipped), ``"size": (H, W), "label": float [20]``
+    (zeros where unknown), ``"image_uint8": uint8 [H, W, 3]`` (if ``with_image_uint8``),
+    ``"mask": uint8 [H, W]`` (if ``with_mask``)}.
+
+    ``skip_ids`` / ``exclude(id) -> bool`` leave ids out (e.g. those whose output file exists); they
+    are applied in ``setup``, which Lightning runs on every rank between two barriers, so all ranks
+    see the same list before anyone writes. ``predict_dataloader`` gives rank r the ids
+    r, r + world_size, ... (:class:`ShardSampler`): no id twice, none missing.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str,
+        scales: Sequence[float] = (1.0, 0.5, 1.5, 2.0),
+        num_workers: int = 0,
+        skip_bad: bool = False,
+        with_mask: bool = False,
+        with_image_uint8: bool = True,
+        skip_ids: Iterable[str] | None = None,
+        exclude: Callable[[str], bool] | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["skip_ids", "exclude"])
+        self.root, self.split = root, split
+        self.scales = tuple(float(s) for s in scales)
+        self.num_workers = int(num_workers)
+        self.skip_bad, self.with_mask, self.with_image_uint8 = skip_bad, with_mask, with_image_uint8
+        self.skip_ids, self.exclude = set(skip_ids or ()), exclude
+        self.dataset: MultiScaleDataset | None = None
+        # With fewer ids than ranks (e.g. a resumed run near its end) some shards are empty; predict
+        # needs no collective per batch, so an empty rank may simply do nothing.
+        self.allow_zero_length_dataloader_with_multiple_devices = True
+
+    def setup(self, stage: str | None = None) -> None:
+        reader = VOCReader(self.root, self.split)
+        ids = select_ids(
+            reader, self.skip_bad, need_mask=self.with_mask, skip_ids=self.skip_ids, exclude=self.exclude
+        )
+        self.dataset = MultiScaleDataset(reader, ids, self.scales, self.with_mask, self.with_image_uint8)
+
+    def predict_dataloader(self) -> DataLoader:
+        assert self.dataset is not None, "call setup('predict') first"
+        trainer = self.trainer
+        rank = trainer.global_rank if trainer is not None else 0
+        world_size = trainer.world_size if trainer is not None else 1
+        return DataLoader(
+            self.dataset,
+            batch_size=1,
+            sampler=ShardSampler(self.dataset, num_replicas=world_size, rank=rank),
+            num_workers=self.num_workers,
+            collate_fn=collate_single,
+        )

@@ -1,0 +1,54 @@
+"""Fixtures shared by all tests: the repo root, a tiny synthetic VOC tree, the real VOC fixtures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from advcam_pl.data.synthetic import generate_dataset
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# A clean clone has ../shared beside it (CI); without it, the tests that need real VOC files skip.
+VOC_REAL_ROOT = REPO_ROOT.parent / "shared" / "fixtures" / "voc2012_real"
+
+# The session dataset: 24 train_aug (12 of them train), 8 val, 4 test images, long side 48-64 px.
+SYNTHETIC_KWARGS = dict(seed=0, num_train=24, num_val=8, num_test=4, long_side=(48, 64))
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def synthetic_factory(tmp_path_factory) -> Callable[..., Path]:
+    """``make(**generate_dataset_kwargs) -> root``: one synthetic VOC tree per distinct kwargs,
+    generated once per session (read-only for the tests: copy it before changing files)."""
+    cache: dict[str, Path] = {}
+
+    def make(**kwargs) -> Path:
+        key = json.dumps(kwargs, sort_keys=True, default=list)
+        if key not in cache:
+            root = tmp_path_factory.mktemp("synthetic") / "VOC2012"
+            generate_dataset(root, **kwargs)
+            cache[key] = root
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(synthetic_factory) -> Path:
+    """A tiny synthetic VOC2012 tree (see ``SYNTHETIC_KWARGS``); treat it as read-only."""
+    return synthetic_factory(**SYNTHETIC_KWARGS)
+
+
+@pytest.fixture(scope="session")
+def voc_real_root() -> Path:
+    """Real PASCAL VOC 2012 files (../shared/fixtures/voc2012_real); skips when absent."""
+    if not VOC_REAL_ROOT.is_dir():
+        pytest.skip(f"real VOC fixtures not found at {VOC_REAL_ROOT} (clone with ../shared beside the repo)")
+    return VOC_REAL_ROOT
