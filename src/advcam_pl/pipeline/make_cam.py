@@ -1,0 +1,144 @@
+"""Stage make_cam: CAM or AdvCAM for every image of ``cfg.data.infer_list``.
+
+Reads the classifier checkpoint ``cfg.artifacts.cam_ckpt``; writes ``cfg.artifacts.cam_dir/<id>.npz``
+(``keys``, ``cam``, ``high_res``; see :mod:`advcam_pl.advcam.cam_io`). Runs as ``trainer.predict``
+(one image per step, any number of devices, each image written once); an interrupted run goes
+on where it stopped, because finished ids are left out. ``cam.analysis=true`` first climbs the
+images of ``cam.analysis_split`` with their GT masks and writes the per-step curves to
+``<cam_dir>_analysis.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from advcam_pl.advcam.analysis import ClimbAnalysis
+from advcam_pl.advcam.cam_io import cam_path
+from advcam_pl.advcam.climb import ClimbOptions
+from advcam_pl.advcam.writer import CAMPredictor, CAMWriter, ImagesPerSecondBar
+from advcam_pl.pipeline.common import build_trainer, data_root, log_metrics, stage_loggers
+
+log = logging.getLogger(__name__)
+
+# cfg.cam keys passed to advcam_pl.advcam.adv_climb as they are
+CLIMB_KEYS = ("steps", "step_size", "lam", "tau", "suppress_others", "attribution", "step_norm", "clamp",
+              "half_steps_at_half_scale", "accumulate", "impl", "chunk_size", "channels_last")
+
+
+def climb_kwargs(cam: DictConfig) -> dict:
+    """The ``adv_climb`` keywords of ``cfg.cam`` (``autocast`` → ``autocast_dtype``)."""
+    values = OmegaConf.to_container(cam, resolve=True)
+    kwargs = {k: values[k] for k in CLIMB_KEYS if k in values}
+    if values.get("autocast") is not None:
+        kwargs["autocast_dtype"] = str(values["autocast"])
+    return kwargs
+
+
+def analysis_path(cfg: DictConfig) -> Path:
+    cam_dir = Path(cfg.artifacts.cam_dir)
+    return cam_dir.with_name(cam_dir.name + "_analysis.json")
+
+
+def _analysis_enabled(cfg: DictConfig) -> bool:
+    enabled = bool(cfg.cam.get("analysis", False))
+    if enabled and cfg.cam.method != "advcam":
+        raise ValueError("cam.analysis=true follows the climb: it needs cam.method=advcam")
+    return enabled
+
+
+def _list_ids(cfg: DictConfig, split: str) -> list[str]:
+    from advcam_pl.data.voc import VOCReader
+
+    return VOCReader(data_root(cfg), split).ids
+
+
+def load_classifier(path: str | Path):
+    """The trained ``CAMClassifier`` (on CPU; never fetches ImageNet weights)."""
+    from advcam_pl.models.cam_classifier import CAMClassifier
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"CAM classifier checkpoint {path} not found: run stage train_cam first")
+    return CAMClassifier.load_from_checkpoint(path, map_location="cpu", pretrained=None)
+
+
+def _predict(cfg: DictConfig, loggers, predictor: CAMPredictor, split: str, skip_ids: set[str],
+             with_mask: bool, extra_callbacks=()) -> None:
+    from advcam_pl.data.datamodules import InferenceDataModule
+
+    datamodule = InferenceDataModule(
+        data_root(cfg), split, scales=tuple(cfg.cam.scales), num_workers=cfg.data.num_workers,
+        skip_bad=cfg.data.skip_bad, with_mask=with_mask, with_image_uint8=False, skip_ids=skip_ids,
+    )
+    callbacks = [CAMWriter(cfg.artifacts.cam_dir), *extra_callbacks]
+    if cfg.trainer.get("enable_progress_bar", True):
+        callbacks.append(ImagesPerSecondBar())
+    trainer = build_trainer(cfg, loggers, callbacks, use_distributed_sampler=False)
+    trainer.predict(predictor, datamodule=datamodule, return_predictions=False)
+    trainer.strategy.barrier()  # every process has written its shard before anyone counts
+
+
+def run(cfg: DictConfig) -> dict:
+    cam_dir = Path(cfg.artifacts.cam_dir)
+    analysis = _analysis_enabled(cfg)
+    ids = _list_ids(cfg, cfg.data.infer_list)
+    before = sum(cam_path(cam_dir, i).exists() for i in ids)
+    model = load_classifier(cfg.artifacts.cam_ckpt)
+    climb = climb_kwargs(cfg.cam) if cfg.cam.method == "advcam" else {}
+    metrics: dict = {}
+    start = time.perf_counter()
+    with stage_loggers(cfg, "make_cam") as loggers:
+        if analysis:
+            # every image of the analysis list is climbed again: the curves need its trajectory
+            predictor = CAMPredictor(model, "advcam", cfg.cam.scales, climb, cam_dir, record_trajectory=True)
+            opts = ClimbOptions(accumulate=climb.get("accumulate", "before_step"))
+            tracker = ClimbAnalysis(
+                analysis_path(cfg), num_maps=opts.num_maps(int(climb.get("steps", 27))),
+                thresholds=tuple(cfg.cam.analysis_thresholds),
+                noise_threshold=float(cfg.cam.analysis_noise_threshold), tau=float(climb.get("tau", 0.5)),
+            )
+            _predict(cfg, loggers, predictor, cfg.cam.analysis_split, set(), True, [tracker])
+        done = {i for i in ids if cam_path(cam_dir, i).exists()}
+        predictor = CAMPredictor(model, cfg.cam.method, cfg.cam.scales, climb, cam_dir)
+        if len(done) < len(ids):
+            _predict(cfg, loggers, predictor, cfg.data.infer_list, done, False)
+        seconds = time.perf_counter() - start
+        after = sum(cam_path(cam_dir, i).exists() for i in ids)
+        metrics = {
+            "cam": cfg.cam.name,
+            "split": cfg.data.infer_list,
+            "num_images": len(ids),
+            "num_cam_files": after,
+            "written": after - before,
+            "seconds": seconds,
+            "images_per_s": (after - before) / seconds if seconds > 0 else 0.0,
+        }
+        if analysis and analysis_path(cfg).is_file():
+            curves = json.loads(analysis_path(cfg).read_text())
+            for key in ("seed_miou", "noise_proportion", "amplification_non_discriminative"):
+                if curves.get(key):
+                    metrics[f"analysis_{key}_final"] = curves[key][-1]
+        metrics["objective"] = metrics["images_per_s"]
+        log_metrics(loggers, {f"make_cam/{k}": v for k, v in metrics.items()})
+    log.info("make_cam: %d CAM files in %s (%d new, %.2f images/s)", after, cam_dir, after - before,
+             metrics["images_per_s"])
+    if after < len(ids):
+        message = f"make_cam: only {after} of {len(ids)} CAM files exist in {cam_dir}"
+        if not cfg.data.skip_bad:
+            raise RuntimeError(message)
+        log.warning("%s (unreadable images skipped: data.skip_bad=true)", message)
+    return metrics
+
+
+def is_done(cfg: DictConfig) -> bool:
+    cam_dir = Path(cfg.artifacts.cam_dir)
+    root = Path(cfg.data.root)
+    if not cam_dir.is_dir() or not (root / "ImageSets" / "Segmentation").is_dir():
+        return False
+    if _analysis_enabled(cfg) and not analysis_path(cfg).is_file():
+        return False
+    return all(cam_path(cam_dir, i).exists() for i in _list_ids(cfg, cfg.data.infer_list))
