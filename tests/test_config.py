@@ -46,3 +46,10 @@ def test_unknown_stage_is_rejected_before_anything_runs():
 
     with pytest.raises(ValueError, match="unknown stage 'make_cams'"):
         stage_names(["train_cam", "make_cams"])
+
+
+def test_slurm_launcher_composes():
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm", "data.root=/voc"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.launcher.gpus_per_node == 1
