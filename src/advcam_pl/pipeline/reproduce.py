@@ -1,0 +1,148 @@
+"""Reproduce the paper's weakly supervised VOC 2012 result, one skip-aware command.
+
+    python -m advcam_pl.pipeline.reproduce --voc-root /data/VOCdevkit/VOC2012 [hydra overrides...]
+    python -m advcam_pl.pipeline.reproduce --voc-root ... --status     # which stages are done
+
+Composes ``conf/config.yaml`` with ``experiment=reproduce_weak`` (ResNet-50 CAM → AdvCAM → IRN →
+DeepLab-v2 ResNet-101) and the overrides, checks the VOC tree, then runs train_cam → make_cam →
+eval_cam → make_ir_label → train_irn → make_sem_seg → eval_sem_seg → train_seg → eval_seg. Outputs
+go to a fixed ``paths.work_dir`` (default ``outputs/reproduce_weak``) and a stage whose outputs are
+complete is skipped, so the same command continues a killed run. Prints the paper-vs-ours table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+import advcam_pl.pipeline as pipeline
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "conf"
+
+# The paper's numbers (VOC 2012, ResNet-50 CAM, IRN, DeepLab-v2 ResNet-101), DESIGN §1.
+PAPER = {"seed": 55.6, "seed_crf": 62.1, "pseudo_mask": 69.9, "val": 68.1, "test": 68.0}
+
+
+def compose_config(voc_root: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
+    """The root config + ``experiment=reproduce_weak`` + ``data.root=voc_root`` + ``overrides``."""
+    from hydra import compose, initialize_config_dir
+
+    root = Path(voc_root).expanduser().resolve()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("config", overrides=["experiment=reproduce_weak", f"data.root={root}", *overrides])
+
+
+def check_voc_root(cfg: DictConfig) -> list[str]:
+    """Raise :class:`~advcam_pl.data.voc.VOCLayoutError` (naming the missing folder or list) unless
+    ``cfg.data.root`` holds every split the chain reads; returns warnings (a missing test list only
+    disables the test-server export)."""
+    from advcam_pl.data.voc import LIST_DIR, VOCReader
+
+    root = Path(cfg.data.root)
+    splits = dict.fromkeys([cfg.data.train_list, cfg.data.val_list, cfg.data.infer_list, cfg.data.eval_list])
+    for split in splits:
+        VOCReader(root, split)  # checks the folders this split needs and reads its list
+    warnings = []
+    test_list = cfg.data.get("test_list")
+    if test_list and not (root / LIST_DIR / f"{test_list}.txt").is_file():
+        warnings.append(f"{root / LIST_DIR / f'{test_list}.txt'} not found: eval_seg will skip the "
+                        "VOC test-server export (merge the VOC2012 test images and list to enable it)")
+    return warnings
+
+
+def stage_status(cfg: DictConfig) -> list[tuple[str, bool]]:
+    """``[(stage, outputs complete?), ...]`` for ``cfg.stages``."""
+    names = pipeline.stage_names(list(cfg.stages))
+    return [(name, bool(pipeline.stage_module(name).is_done(cfg))) for name in names]
+
+
+def run_chain(cfg: DictConfig) -> list[tuple[str, dict]]:
+    """Every stage of ``cfg.stages`` in order, each skipped when its outputs are complete."""
+    from advcam_pl.pipeline.common import seed_everything
+
+    seed_everything(cfg.get("seed", 0))
+    results = []
+    for name in pipeline.stage_names(list(cfg.stages)):
+        results.append((name, pipeline.run_stage(name, cfg, skip_done=True)))
+    return results
+
+
+def _read_json(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return {}
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * float(value):.1f}"
+
+
+def summary(cfg: DictConfig) -> str:
+    """Paper vs. this run, from the metrics files of the work dir (whatever exists)."""
+    cam = _read_json(cfg.artifacts.cam_metrics)
+    mask = _read_json(cfg.artifacts.sem_seg_metrics)
+    seg = _read_json(cfg.artifacts.seg_metrics)
+    rows = [
+        (f"seed ({cam.get('split', cfg.data.eval_list)})", PAPER["seed"], cam.get("seed_miou")),
+        ("seed + CRF", PAPER["seed_crf"], cam.get("seed_crf_miou")),
+        (f"pseudo mask ({mask.get('split', cfg.data.eval_list)})", PAPER["pseudo_mask"],
+         mask.get("miou", mask.get("objective"))),
+        (f"DeepLab-v2 + CRF ({seg.get('split', cfg.data.val_list)})", PAPER["val"], seg.get("miou")),
+        ("DeepLab-v2 (test server)", PAPER["test"], None),
+    ]
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{'mIoU (%)':<{width}}  paper   ours", "-" * (width + 15)]
+    lines += [f"{name:<{width}}  {paper:5.1f}  {_pct(ours):>5}" for name, paper, ours in rows]
+    if seg.get("table_a1"):
+        lines += ["", "per-class IoU on val (paper Table A1 layout):", seg["table_a1"]]
+    if seg.get("test_archive"):
+        lines += ["", f"upload for the test score: {seg['test_archive']}"]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m advcam_pl.pipeline.reproduce",
+        description="Reproduce AdvCAM's weakly supervised VOC 2012 result (skip-aware; re-run to resume).")
+    parser.add_argument("--voc-root", required=True,
+                        help="the VOC2012 folder (JPEGImages, SegmentationClass, SegmentationClassAug, "
+                             "ImageSets/Segmentation/{train_aug,train,val[,test]}.txt)")
+    parser.add_argument("--status", action="store_true", help="print which stages are complete and exit")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. trainer=ddp paths.work_dir=...")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s %(levelname)s] %(message)s")
+
+    from advcam_pl.data.voc import VOCLayoutError
+
+    cfg = compose_config(args.voc_root, args.overrides)
+    try:
+        warnings = check_voc_root(cfg)
+    except VOCLayoutError as err:
+        print(f"reproduce: {args.voc_root} is not a usable VOC2012 tree.\n{err}", file=sys.stderr)
+        return 2
+    for warning in warnings:
+        log.warning(warning)
+    log.info("reproduce: work dir %s, stages %s", Path(cfg.paths.work_dir).resolve(), list(cfg.stages))
+    if args.status:
+        for name, done in stage_status(cfg):
+            print(f"{name:<14} {'done' if done else 'to run'}")
+        return 0
+    run_chain(cfg)
+    print(summary(cfg))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Stage train_seg: DeepLab-v2 on the pseudo masks (``cfg.model``, e.g. ``model=deeplab_v2``).
+
+Reads the images of ``cfg.data.train_list`` and the label PNGs of ``cfg.model.train.label_dir``
+(default ``cfg.artifacts.sem_seg_dir``, the output of make_sem_seg; ``gt`` = the dataset's masks);
+writes ``cfg.artifacts.seg_ckpt`` (atomically, at the end). A killed run resumes from the progress
+checkpoint ``<seg_ckpt stem>.progress.ckpt`` written every ``train.save_every_n_steps`` steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from omegaconf import DictConfig
+
+from advcam_pl.data.segmentation import SegmentationDataModule
+from advcam_pl.pipeline.common import build_trainer, data_root, log_metrics, stage_loggers
+
+log = logging.getLogger(__name__)
+
+
+def progress_path(cfg: DictConfig) -> Path:
+    ckpt = Path(cfg.artifacts.seg_ckpt)
+    return ckpt.with_name(f"{ckpt.stem}.progress.ckpt")
+
+
+def is_done(cfg: DictConfig) -> bool:
+    return Path(cfg.artifacts.seg_ckpt).is_file()
+
+
+def save_checkpoint_atomic(trainer: pl.Trainer, path: str | os.PathLike, weights_only: bool = False) -> Path:
+    """``trainer.save_checkpoint`` to a temporary name, then rename (rank 0 writes, all ranks call)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    trainer.save_checkpoint(tmp, weights_only=weights_only)
+    if trainer.is_global_zero:
+        os.replace(tmp, path)
+    trainer.strategy.barrier("save_checkpoint_atomic")
+    return path
+
+
+class ProgressCheckpoint(pl.Callback):
+    """Every ``every_n_steps`` optimiser steps, a full checkpoint (optimiser and schedule included)."""
+
+    def __init__(self, path: str | os.PathLike, every_n_steps: int):
+        self.path, self.every_n_steps, self._last_step = Path(path), int(every_n_steps), -1
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        step = trainer.global_step
+        if step and step != self._last_step and step % self.every_n_steps == 0 and step < trainer.max_steps:
+            self._last_step = step
+            save_checkpoint_atomic(trainer, self.path)
+
+
+def datamodule_from_cfg(cfg: DictConfig) -> SegmentationDataModule:
+    tr = cfg.model.train
+    return SegmentationDataModule(
+        root=data_root(cfg),
+        train_list=cfg.data.train_list,
+        val_list=cfg.data.val_list,
+        label_dir=tr.label_dir,
+        batch_size=tr.batch_size,
+        num_workers=cfg.data.num_workers,
+        crop_size=tr.crop_size,
+        scale_range=tuple(tr.scale_range),
+        flip=tr.flip,
+        skip_bad=cfg.data.skip_bad,
+    )
+
+
+def run(cfg: DictConfig) -> dict:
+    tr = cfg.model.train
+    ckpt = Path(cfg.artifacts.seg_ckpt)
+    datamodule = datamodule_from_cfg(cfg)
+    model = hydra.utils.instantiate(cfg.model.module, _convert_="all", max_steps=tr.max_steps)
+    progress = progress_path(cfg)
+    callbacks = []
+    if tr.get("save_every_n_steps", 0):
+        callbacks.append(ProgressCheckpoint(progress, tr.save_every_n_steps))
+    val_batches = int(tr.get("val_batches", 0) or 0)
+    with stage_loggers(cfg, "train_seg") as loggers:
+        if loggers:
+            callbacks.append(pl.callbacks.LearningRateMonitor(logging_interval="step"))
+        trainer = build_trainer(
+            cfg, loggers, callbacks,
+            max_steps=tr.max_steps,
+            accumulate_grad_batches=tr.accumulate,
+            limit_val_batches=val_batches,
+            num_sanity_val_steps=0,
+        )  # fmt: skip
+        log.info("train_seg: %s (ResNet-%d, %d ImageNet/initial tensors loaded), %d steps, batch %d x %d "
+                 "accumulated x %d devices", cfg.model.name, cfg.model.module.depth,
+                 model.n_pretrained_loaded,
+                 tr.max_steps, tr.batch_size, tr.accumulate, trainer.world_size)
+        resume = str(progress) if progress.is_file() else None
+        if resume:
+            log.info("train_seg: resuming from %s", resume)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
+        save_checkpoint_atomic(trainer, ckpt, weights_only=True)
+        if trainer.is_global_zero and progress.is_file():
+            progress.unlink()
+        loss = trainer.callback_metrics.get("train/loss")
+        metrics = {
+            "train_loss": float(loss) if loss is not None else float("nan"),
+            "steps": int(trainer.global_step),
+            "num_train_images": len(datamodule.train_set),
+            "pretrained_tensors_loaded": int(model.n_pretrained_loaded),
+        }
+        val = trainer.callback_metrics.get("val/miou")
+        if val is not None:
+            metrics["val_miou_single_scale"] = float(val)
+        log_metrics(loggers, {f"train_seg/{k}": v for k, v in metrics.items()}, step=trainer.global_step)
+    metrics["objective"] = metrics["train_loss"]  # the only number a training stage has (lower is better)
+    log.info("train_seg: wrote %s (final loss %.4f)", ckpt, metrics["train_loss"])
+    return metrics

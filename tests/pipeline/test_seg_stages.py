@@ -1,0 +1,103 @@
+"""Stages train_seg → eval_seg end to end on the tiny synthetic set (ResNet-18 DeepLab-v2, GT masks)."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+from advcam_pl.data.segmentation import SegmentationDataModule
+from advcam_pl.data.voc import VOCReader
+from advcam_pl.pipeline import eval_seg, train_seg
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """One intra-op thread: on the shared 2-core machine, 2 threads wait on each other (≈5× slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def seg_cfg(tmp_path, synthetic_root, *overrides):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=[
+            "data=synthetic", f"data.root={synthetic_root}", "model=deeplab_v2_tiny", "trainer=cpu",
+            "logger=none", f"paths.output_dir={tmp_path}", f"paths.work_dir={tmp_path / 'work'}",
+            "model.train.label_dir=gt", "model.train.max_steps=2", "model.train.batch_size=2",
+            "model.train.crop_size=64", "model.eval.scales=[0.75,1.0]", "+trainer.enable_progress_bar=false",
+            *overrides,
+        ])  # fmt: skip
+
+
+def test_train_batches_are_augmented_crops_with_ignore_padding(synthetic_root):
+    dm = SegmentationDataModule(synthetic_root, "train_aug", "val", label_dir="gt", batch_size=3,
+                                crop_size=80, scale_range=(0.5, 0.6))
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["image"].shape == (3, 3, 80, 80) and batch["label"].shape == (3, 80, 80)
+    assert batch["label"].dtype == torch.int64
+    # A 48-64 px image at scale ≤ 0.6 is far smaller than the crop: the rest is ignore / mean colour.
+    padded = (batch["image"] == 0).all(1)
+    assert padded.float().mean() > 0.5
+    assert torch.all(batch["label"][padded] == 255)
+    assert set(batch["label"][~padded].unique().tolist()) <= {*range(21), 255}
+    assert len(set(batch["label"][~padded].unique().tolist()) & set(range(21))) > 1
+    freq = dm.class_frequencies()
+    assert freq.shape == (21,) and freq[0] > 0
+
+
+def test_missing_pseudo_masks_are_named(synthetic_root, tmp_path):
+    (tmp_path / "sem_seg").mkdir()
+    dm = SegmentationDataModule(synthetic_root, "train_aug", "val", label_dir=tmp_path / "sem_seg")
+    with pytest.raises(FileNotFoundError, match="have no label PNG in"):
+        dm.setup("fit")
+
+
+def test_train_seg_then_eval_seg_end_to_end(synthetic_root, tmp_path):
+    cfg = seg_cfg(tmp_path, synthetic_root)
+    assert not train_seg.is_done(cfg) and not eval_seg.is_done(cfg)
+
+    metrics = train_seg.run(cfg)
+    assert train_seg.is_done(cfg) and metrics["steps"] == 2 and np.isfinite(metrics["train_loss"])
+    ckpt = Path(cfg.artifacts.seg_ckpt)
+    assert [p.name for p in ckpt.parent.iterdir()] == [ckpt.name]  # no temp or progress file left
+
+    metrics = eval_seg.run(cfg)
+    assert eval_seg.is_done(cfg)
+    saved = json.loads(Path(cfg.artifacts.seg_metrics).read_text())
+    assert saved["miou"] == metrics["miou"] == metrics["objective"] and 0 <= saved["miou"] <= 1
+    assert "miou_no_crf" in saved and saved["table_a1"].splitlines()[0].split()[1:3] == ["bkg", "aero"]
+
+    out = Path(cfg.artifacts.seg_pred_dir)
+    val_ids, test_ids = VOCReader(synthetic_root, "val").ids, VOCReader(synthetic_root, "test").ids
+    assert sorted(p.stem for p in (out / "val").glob("*.png")) == sorted(val_ids)
+    assert sorted(p.stem for p in (out / "val_no_crf").glob("*.png")) == sorted(val_ids)
+    server = out / "results" / "VOC2012" / "Segmentation" / "comp6_test_cls"
+    assert sorted(p.stem for p in server.glob("*.png")) == sorted(test_ids)
+    with Image.open(server / f"{test_ids[0]}.png") as png:
+        assert png.mode == "P"
+        assert png.size == Image.open(synthetic_root / "JPEGImages" / f"{test_ids[0]}.jpg").size
+    with tarfile.open(saved["test_archive"]) as tar:
+        assert len(tar.getnames()) == len(test_ids)
+
+    # Resume: a missing test PNG makes the stage incomplete; the re-run writes only that one.
+    kept = server / f"{test_ids[1]}.png"
+    mtime = kept.stat().st_mtime_ns
+    (server / f"{test_ids[0]}.png").unlink()
+    assert not eval_seg.is_done(cfg)
+    eval_seg.run(cfg)
+    assert eval_seg.is_done(cfg) and (server / f"{test_ids[0]}.png").is_file()
+    assert kept.stat().st_mtime_ns == mtime
+
+    # Other eval settings: the old predictions no longer count.
+    assert not eval_seg.is_done(seg_cfg(tmp_path, synthetic_root, "model.eval.flip=false"))
