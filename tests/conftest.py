@@ -7,8 +7,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import torch
 
 from advcam_pl.data.synthetic import generate_dataset
+
+# Tests run tiny tensors: one intra-op thread is faster than several, and far faster on a busy
+# 2-core machine, where OpenMP threads spin-wait on each other. Flushing denormals keeps the
+# forward passes of randomly initialised networks from crawling; it must run before torch starts
+# its thread pool, so it sits here at import time.
+torch.set_flush_denormal(True)
+torch.set_num_threads(1)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # A clean clone has ../shared beside it (CI); without it, the tests that need real VOC files skip.

@@ -25,15 +25,6 @@ from advcam_pl.models.deeplab_v2 import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on the shared 2-core machine, 2 threads wait on each other (≈5× slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(**kwargs) -> DeepLabV2:
     return DeepLabV2(**{"depth": 18, "pretrained": None, **kwargs})
 

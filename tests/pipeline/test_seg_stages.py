@@ -19,15 +19,6 @@ from advcam_pl.pipeline import eval_seg, train_seg
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on the shared 2-core machine, 2 threads wait on each other (≈5× slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def seg_cfg(tmp_path, synthetic_root, *overrides):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("config", overrides=[
