@@ -1,5 +1,6 @@
 """Backbones and the LightningModules of each stage."""
 
+from advcam_pl.models.cam_classifier import CAMClassifier
 from advcam_pl.models.resnet import ResNet
 
-__all__ = ["ResNet"]
+__all__ = ["CAMClassifier", "ResNet"]

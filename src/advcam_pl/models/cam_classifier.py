@@ -1,0 +1,173 @@
+"""The CAM classifier of IRN and AdvCAM: a stride-16 ResNet, global average pooling, a 1×1 conv.
+
+Because the head is linear and has no bias, pooling and classifying commute: the class score is
+the spatial mean of the class activation map ``cam(x) = conv1x1(features(x), W)``. AdvCAM climbs
+on exactly these maps, so :meth:`CAMClassifier.cam` and :meth:`CAMClassifier.features` never
+detach anything; the IRN training trick of cutting the gradient after ``layer2`` lives only in
+:meth:`CAMClassifier.training_step`.
+
+Training follows IRN's ``step/train_cam.py``: multilabel soft margin loss, SGD with the backbone
+at ``lr`` and the classifier at ``lr * classifier_lr_mult``, polynomial decay per step.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MultilabelAveragePrecision
+from torchvision.ops import FrozenBatchNorm2d
+
+from advcam_pl.models.resnet import ResNet, set_requires_grad
+from advcam_pl.models.weights import expected_backbone_tensors, load_backbone_weights
+
+log = logging.getLogger(__name__)
+
+NORM_LAYERS = {"frozen": FrozenBatchNorm2d, "batch": nn.BatchNorm2d}
+
+
+class CAMClassifier(pl.LightningModule):
+    """ResNet with strides (2, 2, 2, 1) (output stride 16), frozen BatchNorm (by default) and a
+    frozen conv1 as in IRN, plus a bias-free 1×1 conv ``classifier``.
+
+    ``features(x)`` ``[B, K, h, w]``, ``forward(x)`` logits ``[B, num_classes]`` and ``cam(x)``
+    ``[B, num_classes, h, w]``, with ``h, w = ⌈H/16⌉, ⌈W/16⌉``. Training batches are
+    ``{"image": [B, 3, H, W], "label": [B, num_classes] multi-hot}``.
+
+    Args:
+        depth: ResNet depth; 50 as the paper, 18/34 for demos and tests.
+        pretrained: ``"imagenet"`` (torchvision's weights), a path to a ``.pth`` state dict or a
+            Lightning checkpoint, or ``None`` (random init). ``self.num_loaded_tensors`` says how
+            many backbone tensors were copied. A checkpoint saved from this module records
+            ``pretrained=None``, so ``load_from_checkpoint(path)`` never fetches weights again.
+        num_classes: 20 for PASCAL VOC (no background).
+        norm: ``"frozen"`` (FrozenBatchNorm2d: the pretrained statistics and affine stay fixed,
+            whatever the train/eval mode) or ``"batch"`` (trainable ``nn.BatchNorm2d``, for training
+            from scratch, where a frozen BN of a random init would be no normalisation at all;
+            compute CAMs with the model in ``eval()`` mode then).
+        detach_stage2: IRN's ``x = self.stage2(x).detach()`` during training, IRN's stage2 being
+            ``layer2``: conv1, layer1 and layer2 receive no gradient.
+        lr: backbone learning rate; the classifier uses ``lr * classifier_lr_mult``.
+        momentum, weight_decay: SGD's. The official values are momentum 1e-4 (IRN's
+            PolyOptimizer passes its weight decay positionally into SGD's momentum slot) and weight
+            decay 1e-4 (set explicitly in each parameter group).
+        poly_power: ``lr_t = lr * (1 - t / T) ** poly_power`` over the ``T`` optimiser steps of the fit.
+    """
+
+    def __init__(
+        self,
+        depth: int = 50,
+        pretrained: str | os.PathLike | None = "imagenet",
+        num_classes: int = 20,
+        norm: str = "frozen",
+        detach_stage2: bool = True,
+        lr: float = 0.1,
+        classifier_lr_mult: float = 10.0,
+        momentum: float = 1e-4,
+        weight_decay: float = 1e-4,
+        poly_power: float = 0.9,
+    ):
+        super().__init__()
+        pretrained = None if pretrained is None else os.fspath(pretrained)
+        if norm not in NORM_LAYERS:
+            raise ValueError(f"norm must be one of {sorted(NORM_LAYERS)}, got {norm!r}")
+        self.save_hyperparameters()
+        self.backbone = ResNet(depth, strides=(2, 2, 2, 1), norm_layer=NORM_LAYERS[norm])
+        self.classifier = nn.Conv2d(self.backbone.out_channels[-1], num_classes, 1, bias=False)
+        set_requires_grad(self.backbone.conv1, False)
+        set_requires_grad(self.backbone.bn1, False)
+
+        self.num_loaded_tensors = load_backbone_weights(self.backbone, pretrained, depth)
+        if pretrained is not None:
+            expected = expected_backbone_tensors(self.backbone)
+            log.info("CAMClassifier: %d / %d backbone tensors loaded from %s",
+                     self.num_loaded_tensors, expected, pretrained)
+            if self.num_loaded_tensors < expected:
+                log.warning("CAMClassifier: %s filled only %d of %d backbone tensors",
+                            pretrained, self.num_loaded_tensors, expected)
+
+        self.val_ap = MultilabelAveragePrecision(num_labels=num_classes, average=None)
+
+    @property
+    def num_classes(self) -> int:
+        return self.classifier.out_channels
+
+    def features(self, x: torch.Tensor, detach_stage2: bool = False) -> torch.Tensor:
+        """``[B, 3, H, W]`` → layer4 output ``[B, K, ⌈H/16⌉, ⌈W/16⌉]`` (K = 2048 for ResNet-50,
+        512 for ResNet-18/34)."""
+        x = self.backbone.stem(x)
+        x = self.backbone.layer1(x)
+        x = self.backbone.layer2(x)
+        if detach_stage2:
+            x = x.detach()
+        x = self.backbone.layer3(x)
+        return self.backbone.layer4(x)
+
+    def forward(self, x: torch.Tensor, detach_stage2: bool = False) -> torch.Tensor:
+        """``[B, 3, H, W]`` → logits ``[B, num_classes]`` (global average pool, then the 1×1 conv)."""
+        pooled = self.features(x, detach_stage2).mean(dim=(2, 3), keepdim=True)
+        return self.classifier(pooled).flatten(1)
+
+    def cam(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw class activation maps ``[B, num_classes, h, w]`` at stride 16 (no ReLU)."""
+        return F.conv2d(self.features(x), self.classifier.weight)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        logits = self(batch["image"], detach_stage2=self.hparams.detach_stage2)
+        loss = F.multilabel_soft_margin_loss(logits, batch["label"])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(logits))
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        logits = self(batch["image"])
+        labels = batch["label"]
+        loss = F.multilabel_soft_margin_loss(logits, labels)
+        self.val_ap.update(logits.sigmoid(), labels.long())
+        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(logits))
+
+    def on_validation_epoch_end(self) -> None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="No positive samples found")
+            ap = self.val_ap.compute()
+        self.val_ap.reset()
+        # torchmetrics scores a class without positives as AP 0 (macro averaging would count it);
+        # any class with a positive has AP > 0, so the mean runs over the classes present.
+        present = torch.isfinite(ap) & (ap > 0)
+        mean_ap = ap[present].mean() if present.any() else torch.tensor(float("nan"))
+        self.log("val/mAP", mean_ap, prog_bar=True)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        # Parameters cut off by detach_stage2 stay in the group, as in IRN: they get no gradient,
+        # so SGD skips them (weight decay included).
+        backbone = [p for p in self.backbone.parameters() if p.requires_grad]
+        optimizer = torch.optim.SGD(
+            [
+                {"params": backbone, "lr": hp.lr},
+                {"params": list(self.classifier.parameters()), "lr": hp.lr * hp.classifier_lr_mult},
+            ],
+            lr=hp.lr,
+            momentum=hp.momentum,
+            weight_decay=hp.weight_decay,
+        )
+        total_steps = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total_steps) or total_steps <= 0:
+            raise ValueError("poly learning-rate decay needs a finite fit: set max_epochs or max_steps")
+        power = hp.poly_power
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: max(0.0, 1.0 - step / total_steps) ** power
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # The checkpoint holds the trained backbone: loading it must not fetch ImageNet weights again.
+        hparams = checkpoint.get(self.CHECKPOINT_HYPER_PARAMS_KEY)
+        if hparams is not None:
+            checkpoint[self.CHECKPOINT_HYPER_PARAMS_KEY] = {**hparams, "pretrained": None}
+            checkpoint["initial_weights"] = hparams.get("pretrained")
