@@ -18,7 +18,9 @@ import numpy as np
 from PIL import Image
 
 
-def _atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """Call ``write(tmp_path)`` for a temporary file beside ``path``, then rename it to ``path``;
+    on any failure the temporary file is removed and ``path`` is left as it was."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -40,7 +42,7 @@ def atomic_save_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
 
-    return _atomic_write(path, write)
+    return atomic_write(path, write)
 
 
 def atomic_save_json(path: str | os.PathLike, obj: Any) -> Path:
@@ -49,7 +51,7 @@ def atomic_save_json(path: str | os.PathLike, obj: Any) -> Path:
             json.dump(obj, f, indent=2, sort_keys=False)
             f.write("\n")
 
-    return _atomic_write(path, write)
+    return atomic_write(path, write)
 
 
 def voc_palette() -> list[int]:
@@ -79,7 +81,7 @@ def palette_image(mask: np.ndarray) -> Image.Image:
 def atomic_save_palette_png(path: str | os.PathLike, mask: np.ndarray) -> Path:
     """Write a [H, W] uint8 label map as a VOC palette PNG, atomically."""
     image = palette_image(mask)
-    return _atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
 
 
 def load_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -44,7 +44,7 @@ def find_bad_ids(
         try:
             image = reader.load_image(image_id)
             if need_mask:
-                _check_same_size(reader, image_id, image, reader.load_mask(image_id))
+                check_same_size(reader, image_id, image, reader.load_mask(image_id))
             if need_labels:
                 reader.labels(image_id)
         except VOCDataError as err:
@@ -52,7 +52,7 @@ def find_bad_ids(
     return bad
 
 
-def _check_same_size(reader: VOCReader, image_id: str, image: np.ndarray, mask: np.ndarray) -> None:
+def check_same_size(reader: VOCReader, image_id: str, image: np.ndarray, mask: np.ndarray) -> None:
     if image.shape[:2] != mask.shape:
         raise VOCDataError(
             f"mask {reader.mask_path(image_id)} is {mask.shape[1]}x{mask.shape[0]} but image "
@@ -134,6 +134,20 @@ class ClassificationDataset(Dataset):
         }
 
 
+def shard_loader(dataset: Dataset, trainer: pl.Trainer | None, num_workers: int, collate_fn) -> DataLoader:
+    """Batch-size-1 loader over this rank's :class:`ShardSampler` shard (the whole dataset
+    without a trainer): under DDP every item is seen by exactly one process."""
+    rank = trainer.global_rank if trainer is not None else 0
+    world_size = trainer.world_size if trainer is not None else 1
+    return DataLoader(
+        dataset,
+        batch_size=1,
+        sampler=ShardSampler(dataset, num_replicas=world_size, rank=rank),
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+    )
+
+
 class MultiScaleDataset(Dataset):
     """Items for CAM inference (see :class:`InferenceDataModule` for the keys)."""
 
@@ -169,7 +183,7 @@ class MultiScaleDataset(Dataset):
             item["image_uint8"] = image
         if self.with_mask:
             mask = self.reader.load_mask(image_id)
-            _check_same_size(self.reader, image_id, image, mask)
+            check_same_size(self.reader, image_id, image, mask)
             item["mask"] = mask
         return item
 
@@ -198,7 +212,7 @@ class SegmentationDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         image_id = self.ids[index]
         image, mask = self.reader.load_image(image_id), self.reader.load_mask(image_id)
-        _check_same_size(self.reader, image_id, image, mask)
+        check_same_size(self.reader, image_id, image, mask)
         return {"id": image_id, "image": image, "mask": mask}
 
 
@@ -320,13 +334,4 @@ class InferenceDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         assert self.dataset is not None, "call setup('predict') first"
-        trainer = self.trainer
-        rank = trainer.global_rank if trainer is not None else 0
-        world_size = trainer.world_size if trainer is not None else 1
-        return DataLoader(
-            self.dataset,
-            batch_size=1,
-            sampler=ShardSampler(self.dataset, num_replicas=world_size, rank=rank),
-            num_workers=self.num_workers,
-            collate_fn=collate_single,
-        )
+        return shard_loader(self.dataset, self.trainer, self.num_workers, collate_single)

@@ -24,8 +24,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from advcam_pl.data.datamodules import ShardSampler, select_ids
-from advcam_pl.data.datamodules import _check_same_size as check_same_size
+from advcam_pl.data.datamodules import check_same_size, select_ids, shard_loader
 from advcam_pl.data.transforms import normalize, random_crop, scale_image, scale_mask
 from advcam_pl.data.voc import IGNORE_INDEX, VOCDataError, VOCReader, read_mask_file
 
@@ -268,16 +267,7 @@ class SegmentationDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         assert self.predict_set is not None, "call setup('predict') first"
-        trainer = self.trainer
-        rank = trainer.global_rank if trainer is not None else 0
-        world_size = trainer.world_size if trainer is not None else 1
-        return DataLoader(
-            self.predict_set,
-            batch_size=1,
-            num_workers=self.num_workers,
-            collate_fn=collate_image,
-            sampler=ShardSampler(self.predict_set, num_replicas=world_size, rank=rank),
-        )
+        return shard_loader(self.predict_set, self.trainer, self.num_workers, collate_image)
 
     # -- statistics -------------------------------------------------------------------------------
     def class_frequencies(self, num_classes: int = NUM_SEG_CLASSES) -> np.ndarray:

@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import os
 import tarfile
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from advcam_pl.io import atomic_save_palette_png
+from advcam_pl.io import atomic_save_palette_png, atomic_write
 
 COMPETITIONS = {
     "comp5": "trained on VOC 2012 data only",
@@ -92,18 +91,13 @@ def make_archive(root: str | os.PathLike, competition: str = "comp6",
     if not folder.is_dir():
         raise FileNotFoundError(f"nothing to pack: {folder} does not exist")
     archive = Path(archive) if archive is not None else root / f"results_{competition}_test.tar.gz"
-    archive.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=archive.parent, prefix=f".{archive.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+
+    def write(tmp: str) -> None:
         with tarfile.open(tmp, "w:gz") as tar:
             for path in sorted(folder.glob("*.png")):
                 tar.add(path, arcname=str(path.relative_to(root)))
-        os.replace(tmp, archive)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+
+    atomic_write(archive, write)
     return archive
 
 
