@@ -1,0 +1,71 @@
+"""Stage eval_cam on hand-made maps: the sweep's best threshold, the JSON, and the skip rule."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+
+from advcam_pl.data.voc import VOCReader
+from advcam_pl.io import atomic_save_npz
+from advcam_pl.pipeline import eval_cam
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+def cfg_for(tmp_path, root):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=[
+            "data=synthetic", f"data.root={root}", "cam=cam", "logger=none",
+            f"paths.output_dir={tmp_path}", f"paths.work_dir={tmp_path}",
+        ])
+
+
+def write_maps(cfg, root, fg_value):
+    """Maps equal to ``fg_value`` on each GT object and 0.1 elsewhere: any threshold in
+    [0.1, fg_value) gives a perfect seed (up to the 255 band), the others do not."""
+    reader = VOCReader(root, cfg.data.eval_list)
+    for image_id in reader.ids:
+        mask = reader.load_mask(image_id)
+        keys = np.flatnonzero(reader.labels(image_id))
+        high_res = np.stack([np.where(mask == k + 1, fg_value, 0.1) for k in keys]).astype(np.float32)
+        atomic_save_npz(Path(cfg.artifacts.cam_dir) / f"{image_id}.npz", keys=keys,
+                        cam=high_res[:, ::4, ::4], high_res=high_res)
+    return reader
+
+
+def test_eval_cam_finds_the_threshold_that_separates_objects(tmp_path, synthetic_root):
+    cfg = cfg_for(tmp_path, synthetic_root)
+    write_maps(cfg, synthetic_root, fg_value=0.5)
+    metrics = eval_cam.run(cfg)
+    assert metrics["seed_miou"] == pytest.approx(1.0)
+    assert 0.1 <= metrics["best_threshold"] < 0.5
+    saved = json.loads(Path(cfg.artifacts.cam_metrics).read_text())
+    assert saved["seed_miou"] == metrics["seed_miou"]
+    curve = saved["curve"]
+    assert len(curve["thresholds"]) == len(curve["miou"]) == len(eval_cam.thresholds_from_cfg(cfg))
+    # Above the objects' value every pixel is background: the curve must drop there.
+    assert curve["miou"][-1] < 0.9
+
+
+def test_missing_cam_file_names_it(tmp_path, synthetic_root):
+    cfg = cfg_for(tmp_path, synthetic_root)
+    reader = write_maps(cfg, synthetic_root, fg_value=0.5)
+    missing = Path(cfg.artifacts.cam_dir) / f"{reader.ids[0]}.npz"
+    missing.unlink()
+    with pytest.raises(FileNotFoundError, match=reader.ids[0]):
+        eval_cam.run(cfg)
+
+
+def test_is_done_only_while_metrics_are_newer_than_the_maps(tmp_path, synthetic_root):
+    cfg = cfg_for(tmp_path, synthetic_root)
+    reader = write_maps(cfg, synthetic_root, fg_value=0.5)
+    assert not eval_cam.is_done(cfg)
+    eval_cam.run(cfg)
+    assert eval_cam.is_done(cfg)
+    newer = Path(cfg.artifacts.cam_dir) / f"{reader.ids[0]}.npz"
+    later = Path(cfg.artifacts.cam_metrics).stat().st_mtime + 10
+    os.utime(newer, (later, later))
+    assert not eval_cam.is_done(cfg)
