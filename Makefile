@@ -9,7 +9,7 @@ DEMO_DIR ?= outputs/demo
 VOC_ROOT ?=
 ARGS ?=
 
-.PHONY: help setup test test-all demo lint bench reproduce-weak clean
+.PHONY: help setup test demo lint bench reproduce-weak clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
