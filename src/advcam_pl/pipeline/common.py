@@ -89,3 +89,24 @@ def build_trainer(
     return hydra.utils.instantiate(
         cfg.trainer, logger=list(loggers) or False, callbacks=list(callbacks), **overrides
     )
+
+
+def list_ids(cfg: DictConfig, split: str) -> list[str]:
+    """The image ids of list ``split`` of ``cfg.data``."""
+    from advcam_pl.data.voc import VOCReader
+
+    return VOCReader(data_root(cfg), split).ids
+
+
+def missing_outputs(folder: str | Path, ids: Sequence[str], suffix: str) -> list[str]:
+    """The ids whose ``folder/<id><suffix>`` does not exist yet (the items a resumed stage still owes)."""
+    folder = Path(folder)
+    return [i for i in ids if not (folder / f"{i}{suffix}").is_file()]
+
+
+def require_cam_files(cam_dir: str | Path, ids: Sequence[str]) -> None:
+    """Fail early, naming an example, when any of ``ids`` has no CAM file in ``cam_dir``."""
+    missing = missing_outputs(cam_dir, ids, ".npz")
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} CAM files missing in {cam_dir} (e.g. {missing[0]}.npz); "
+                                "run make_cam first")

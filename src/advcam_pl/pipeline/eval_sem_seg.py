@@ -15,7 +15,7 @@ from advcam_pl.data.affinity import read_label_png
 from advcam_pl.data.voc import CLASS_NAMES_BG, VOCReader
 from advcam_pl.evaluation import ConfusionMatrix, per_class_table
 from advcam_pl.io import atomic_save_json
-from advcam_pl.pipeline.common import data_root, log_metrics, stage_loggers
+from advcam_pl.pipeline.common import data_root, log_metrics, missing_outputs, stage_loggers
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ def is_done(cfg: DictConfig) -> bool:
 def run(cfg: DictConfig) -> dict:
     reader = VOCReader(data_root(cfg), cfg.data.eval_list)
     pred_dir = Path(cfg.artifacts.sem_seg_dir)
-    missing = [i for i in reader.ids if not (pred_dir / f"{i}.png").is_file()]
+    missing = missing_outputs(pred_dir, reader.ids, ".png")
     if missing:
         raise FileNotFoundError(
             f"{len(missing)} of {len(reader.ids)} pseudo masks of data.eval_list={cfg.data.eval_list!r} are "

@@ -21,7 +21,7 @@ from advcam_pl.advcam.analysis import ClimbAnalysis
 from advcam_pl.advcam.cam_io import cam_path
 from advcam_pl.advcam.climb import ClimbOptions
 from advcam_pl.advcam.writer import CAMPredictor, CAMWriter, ImagesPerSecondBar
-from advcam_pl.pipeline.common import build_trainer, data_root, log_metrics, stage_loggers
+from advcam_pl.pipeline.common import build_trainer, data_root, list_ids, log_metrics, stage_loggers
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,6 @@ def _analysis_enabled(cfg: DictConfig) -> bool:
     if enabled and cfg.cam.method != "advcam":
         raise ValueError("cam.analysis=true follows the climb: it needs cam.method=advcam")
     return enabled
-
-
-def _list_ids(cfg: DictConfig, split: str) -> list[str]:
-    from advcam_pl.data.voc import VOCReader
-
-    return VOCReader(data_root(cfg), split).ids
 
 
 def load_classifier(path: str | Path):
@@ -85,7 +79,7 @@ def _predict(cfg: DictConfig, loggers, predictor: CAMPredictor, split: str, skip
 def run(cfg: DictConfig) -> dict:
     cam_dir = Path(cfg.artifacts.cam_dir)
     analysis = _analysis_enabled(cfg)
-    ids = _list_ids(cfg, cfg.data.infer_list)
+    ids = list_ids(cfg, cfg.data.infer_list)
     before = sum(cam_path(cam_dir, i).exists() for i in ids)
     model = load_classifier(cfg.artifacts.cam_ckpt)
     climb = climb_kwargs(cfg.cam) if cfg.cam.method == "advcam" else {}
@@ -141,4 +135,4 @@ def is_done(cfg: DictConfig) -> bool:
         return False
     if _analysis_enabled(cfg) and not analysis_path(cfg).is_file():
         return False
-    return all(cam_path(cam_dir, i).exists() for i in _list_ids(cfg, cfg.data.infer_list))
+    return all(cam_path(cam_dir, i).exists() for i in list_ids(cfg, cfg.data.infer_list))

@@ -15,32 +15,31 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from advcam_pl.data.voc import VOCReader
-from advcam_pl.pipeline.common import data_root, log_metrics, stage_loggers
+from advcam_pl.pipeline.common import (
+    data_root,
+    list_ids,
+    log_metrics,
+    missing_outputs,
+    require_cam_files,
+    stage_loggers,
+)
 from advcam_pl.refine.crf import parallel_map
 from advcam_pl.refine.ir_label import write_ir_label
 
 log = logging.getLogger(__name__)
 
 
-def _ids(cfg: DictConfig) -> list[str]:
-    return VOCReader(data_root(cfg), cfg.data.infer_list).ids
-
-
 def is_done(cfg: DictConfig) -> bool:
     out_dir = Path(cfg.artifacts.ir_label_dir)
-    return out_dir.is_dir() and all((out_dir / f"{i}.png").is_file() for i in _ids(cfg))
+    return out_dir.is_dir() and not missing_outputs(out_dir, list_ids(cfg, cfg.data.infer_list), ".png")
 
 
 def run(cfg: DictConfig) -> dict:
     root = data_root(cfg)
-    ids = _ids(cfg)
+    ids = list_ids(cfg, cfg.data.infer_list)
     cam_dir, out_dir = Path(cfg.artifacts.cam_dir), Path(cfg.artifacts.ir_label_dir)
-    todo = [i for i in ids if not (out_dir / f"{i}.png").is_file()]
-    missing = [i for i in todo if not (cam_dir / f"{i}.npz").is_file()]
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} CAM files missing in {cam_dir} (e.g. {missing[0]}.npz); "
-                                "run make_cam first")
+    todo = missing_outputs(out_dir, ids, ".png")
+    require_cam_files(cam_dir, todo)
     log.info("make_ir_label: %d of %d images to label (%d done)", len(todo), len(ids), len(ids) - len(todo))
     out_dir.mkdir(parents=True, exist_ok=True)
     job = partial(

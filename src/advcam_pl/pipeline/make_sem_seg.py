@@ -21,19 +21,22 @@ from advcam_pl.data.transforms import normalize
 from advcam_pl.data.voc import VOCReader
 from advcam_pl.io import atomic_save_palette_png, load_npz
 from advcam_pl.models.irn import IRN
-from advcam_pl.pipeline.common import data_root, log_metrics, stage_loggers
+from advcam_pl.pipeline.common import (
+    data_root,
+    list_ids,
+    log_metrics,
+    missing_outputs,
+    require_cam_files,
+    stage_loggers,
+)
 from advcam_pl.refine.random_walk import sem_seg_labels
 
 log = logging.getLogger(__name__)
 
 
-def _ids(cfg: DictConfig) -> list[str]:
-    return VOCReader(data_root(cfg), cfg.data.infer_list).ids
-
-
 def is_done(cfg: DictConfig) -> bool:
     out_dir = Path(cfg.artifacts.sem_seg_dir)
-    return out_dir.is_dir() and all((out_dir / f"{i}.png").is_file() for i in _ids(cfg))
+    return out_dir.is_dir() and not missing_outputs(out_dir, list_ids(cfg, cfg.data.infer_list), ".png")
 
 
 class _Images(Dataset):
@@ -61,11 +64,8 @@ def run(cfg: DictConfig) -> dict:
     root = data_root(cfg)
     reader = VOCReader(root, cfg.data.infer_list)
     cam_dir, out_dir = Path(cfg.artifacts.cam_dir), Path(cfg.artifacts.sem_seg_dir)
-    todo = [i for i in reader.ids if not (out_dir / f"{i}.png").is_file()]
-    missing = [i for i in todo if not (cam_dir / f"{i}.npz").is_file()]
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} CAM files missing in {cam_dir} (e.g. {missing[0]}.npz); "
-                                "run make_cam first")
+    todo = missing_outputs(out_dir, reader.ids, ".png")
+    require_cam_files(cam_dir, todo)
     log.info("make_sem_seg: %d of %d images to do", len(todo), len(reader.ids))
     rw = cfg.irn.random_walk
     pad_to = int(cfg.irn.train.crop_size) if rw.get("pad_to_crop", True) else None
