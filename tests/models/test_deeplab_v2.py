@@ -14,15 +14,17 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision.ops import FrozenBatchNorm2d
 
+from advcam_pl.data.transforms import normalize
 from advcam_pl.models.deeplab_v2 import (
     ASPP,
     DeepLabV2,
-    caffe_to_torchvision,
+    load_deeplab,
     median_frequency_weights,
     multi_scale_logits,
     output_size,
     resize_labels,
 )
+from advcam_pl.models.weights import CAFFE_MEAN_BGR, caffe_to_torchvision, to_input_space
 
 
 def tiny(**kwargs) -> DeepLabV2:
@@ -131,7 +133,7 @@ def test_max_fusion_takes_the_pixelwise_max_over_scales_and_flips():
 
 
 def test_optimiser_groups_and_poly_schedule():
-    model = tiny(max_steps=10)
+    model = tiny(max_steps=10, poly_interval=1)
     groups = model.param_groups()
     assert [g["name"] for g in groups] == ["backbone", "aspp_weight", "aspp_bias"]
     assert [g["lr"] for g in groups] == pytest.approx([2.5e-4, 2.5e-3, 5e-3])
@@ -142,6 +144,21 @@ def test_optimiser_groups_and_poly_schedule():
         optim["optimizer"].step()
         scheduler.step()
     assert optim["optimizer"].param_groups[0]["lr"] == pytest.approx(2.5e-4 * 0.5**0.9)
+
+
+def test_default_poly_decays_every_ten_iterations_as_kazuto1011():
+    model = tiny(max_steps=40)
+    optim = model.configure_optimizers()
+    optimizer, scheduler = optim["optimizer"], optim["lr_scheduler"]["scheduler"]
+    lrs = []
+    for _ in range(40):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    # PolynomialLR(step_size=10) after iterations 10, 20, 30: iterations 11-20 run at (1 - 10/40)^0.9.
+    expected = [2.5e-4 * (1 - 10 * (k // 10) / 40) ** 0.9 for k in range(40)]
+    assert lrs == pytest.approx(expected)
+    assert len(set(lrs)) == 4
 
 
 def random_batches(n: int = 2, size: int = 32):
@@ -178,21 +195,23 @@ def test_class_balanced_weights_follow_median_frequency():
 # -- initial weights ----------------------------------------------------------------------------------
 
 
-def test_torchvision_state_dict_loads_every_tensor(tmp_path, capsys):
+def test_torchvision_state_dict_loads_every_tensor(tmp_path, caplog):
     path = tmp_path / "resnet18.pth"
     reference = torchvision.models.resnet18()
     torch.save(reference.state_dict(), path)
-    model = tiny(pretrained=str(path))
+    with caplog.at_level("INFO", logger="advcam_pl.models.weights"):
+        model = tiny(pretrained=str(path))
     expected = sum(1 for k in model.backbone.state_dict() if not k.endswith("num_batches_tracked"))
     assert model.n_pretrained_loaded == expected >= 100
-    assert f"loaded {expected} / {expected}" in capsys.readouterr().out
+    assert f"loaded {expected} / {expected}" in caplog.text
+    assert model.hparams.input_space == "rgb_imagenet"
     torch.testing.assert_close(model.backbone.layer4[1].conv2.weight, reference.layer4[1].conv2.weight)
     torch.testing.assert_close(model.backbone.bn1.running_var, reference.bn1.running_var)
 
 
 def test_imagenet_uses_torchvision_weights(monkeypatch):
     reference = torchvision.models.resnet18().state_dict()
-    monkeypatch.setattr("advcam_pl.models.deeplab_v2.imagenet_state_dict", lambda depth: reference)
+    monkeypatch.setattr("advcam_pl.models.weights.imagenet_state_dict", lambda depth: reference)
     model = tiny(pretrained="imagenet")
     assert model.n_pretrained_loaded >= 100
     torch.testing.assert_close(model.backbone.conv1.weight, reference["conv1.weight"])
@@ -220,3 +239,61 @@ def test_caffe_names_of_kazuto1011_map_to_torchvision():
         "conv1.weight": 1, "bn1.running_mean": 2, "layer1.0.conv1.weight": 3, "layer1.0.downsample.1.bias": 4,
         "layer4.2.bn3.weight": 5, "layer3.22.conv2.weight": 6, "aspp.convs.2.bias": 7,
     }  # fmt: skip
+
+
+def kazuto_names(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """torchvision ResNet-50+ names → kazuto1011's Caffe-converted ones (the inverse of the loader's map)."""
+    parts = {"conv1": "reduce.conv", "bn1": "reduce.bn", "conv2": "conv3x3.conv", "bn2": "conv3x3.bn",
+             "conv3": "increase.conv", "bn3": "increase.bn", "downsample.0": "proj.conv", "downsample.1": "proj.bn"}
+    out = {}
+    for name, tensor in state.items():
+        if m := re.match(r"^(conv1|bn1)\.(.+)$", name):
+            name = f"layer1.conv1.{'conv' if m[1] == 'conv1' else 'bn'}.{m[2]}"
+        elif m := re.match(r"^layer(\d)\.(\d+)\.(conv\d|bn\d|downsample\.\d)\.(.+)$", name):
+            name = f"layer{int(m[1]) + 1}.block{int(m[2]) + 1}.{parts[m[3]]}.{m[4]}"
+        out[f"base.{name}"] = tensor
+    return out
+
+
+def test_caffe_weights_get_bgr_0_255_mean_subtracted_input(tmp_path):
+    torch.manual_seed(0)
+    source = DeepLabV2(depth=50, pretrained=None, freeze_bn=True)
+    path = tmp_path / "caffe_resnet50.pth"
+    torch.save(kazuto_names(source.backbone.state_dict()), path)
+    model = DeepLabV2(depth=50, pretrained=str(path)).eval()
+    assert model.hparams.input_space == "bgr_caffe" and model.n_pretrained_loaded == len(source.backbone.state_dict())
+    torch.testing.assert_close(model.backbone.layer2[0].conv1.weight, source.backbone.layer2[0].conv1.weight)
+
+    img = np.random.default_rng(0).integers(0, 256, (33, 41, 3), dtype=np.uint8)
+    caffe = torch.from_numpy((img[..., ::-1].astype(np.float32) - np.float32(CAFFE_MEAN_BGR)).transpose(2, 0, 1).copy())
+    x = normalize(img)[None]
+    torch.testing.assert_close(to_input_space(x, "bgr_caffe")[0], caffe, atol=2e-3, rtol=0)
+    with torch.no_grad():
+        expected = model.aspp(model.backbone(caffe[None])[-1])
+        torch.testing.assert_close(model(x), expected, atol=1e-3, rtol=1e-4)
+
+    # A checkpoint remembers the input space: reloaded without the initial weights, it converts the same way.
+    ckpt = tmp_path / "seg.ckpt"
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                "pytorch-lightning_version": pl.__version__}, ckpt)
+    reloaded = load_deeplab(ckpt).eval()
+    assert reloaded.hparams.input_space == "bgr_caffe"
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(x), model(x))
+
+
+def test_torchvision_weights_keep_normalised_rgb_input():
+    x = torch.randn(1, 3, 8, 8)
+    assert to_input_space(x, "rgb_imagenet") is x
+    assert tiny().hparams.input_space == "rgb_imagenet"
+    with pytest.raises(ValueError, match="input_space must be one of"):
+        to_input_space(x, "bgr")
+
+
+def test_caffe_weights_are_refused_where_the_input_is_not_converted(tmp_path):
+    from advcam_pl.models.cam_classifier import CAMClassifier
+
+    path = tmp_path / "caffe_resnet50.pth"
+    torch.save(kazuto_names(DeepLabV2(depth=50, pretrained=None).backbone.state_dict()), path)
+    with pytest.raises(ValueError, match="Caffe-converted weights"):
+        CAMClassifier(depth=50, pretrained=path)

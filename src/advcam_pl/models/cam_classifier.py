@@ -7,13 +7,12 @@ detach anything; the IRN training trick of cutting the gradient after ``layer2``
 :meth:`CAMClassifier.training_step`.
 
 Training follows IRN's ``step/train_cam.py``: multilabel soft margin loss, SGD with the backbone
-at ``lr`` and the classifier at ``lr * classifier_lr_mult``, polynomial decay per step.
+at ``lr`` and the classifier at ``lr * classifier_lr_mult``, polynomial decay per step
+(:mod:`advcam_pl.training.schedule`).
 """
 
 from __future__ import annotations
 
-import logging
-import math
 import os
 import warnings
 
@@ -25,9 +24,8 @@ from torchmetrics.classification import MultilabelAveragePrecision
 from torchvision.ops import FrozenBatchNorm2d
 
 from advcam_pl.models.resnet import ResNet, set_requires_grad
-from advcam_pl.models.weights import expected_backbone_tensors, load_backbone_weights
-
-log = logging.getLogger(__name__)
+from advcam_pl.models.weights import load_backbone_weights
+from advcam_pl.training.schedule import poly_schedule, schedule_length
 
 NORM_LAYERS = {"frozen": FrozenBatchNorm2d, "batch": nn.BatchNorm2d}
 
@@ -43,8 +41,9 @@ class CAMClassifier(pl.LightningModule):
     Args:
         depth: ResNet depth; 50 as the paper, 18/34 for demos and tests.
         pretrained: ``"imagenet"`` (torchvision's weights), a path to a ``.pth`` state dict or a
-            Lightning checkpoint, or ``None`` (random init). ``self.num_loaded_tensors`` says how
-            many backbone tensors were copied. A checkpoint saved from this module records
+            Lightning checkpoint, or ``None`` (random init); a file must fill every backbone tensor
+            (:func:`~advcam_pl.models.weights.load_backbone_weights`). ``self.num_loaded_tensors``
+            says how many were copied. A checkpoint saved from this module records
             ``pretrained=None``, so ``load_from_checkpoint(path)`` never fetches weights again.
         num_classes: 20 for PASCAL VOC (no background).
         norm: ``"frozen"`` (FrozenBatchNorm2d: the pretrained statistics and affine stay fixed,
@@ -57,7 +56,8 @@ class CAMClassifier(pl.LightningModule):
         momentum, weight_decay: SGD's. The official values are momentum 1e-4 (IRN's
             PolyOptimizer passes its weight decay positionally into SGD's momentum slot) and weight
             decay 1e-4 (set explicitly in each parameter group).
-        poly_power: ``lr_t = lr * (1 - t / T) ** poly_power`` over the ``T`` optimiser steps of the fit.
+        poly_power, poly_interval: ``lr_t = lr * (1 - t / T) ** poly_power`` over the ``T`` optimiser
+            steps of the fit, decayed every ``poly_interval`` steps (IRN's PolyOptimizer: every step).
     """
 
     def __init__(
@@ -72,6 +72,7 @@ class CAMClassifier(pl.LightningModule):
         momentum: float = 1e-4,
         weight_decay: float = 1e-4,
         poly_power: float = 0.9,
+        poly_interval: int = 1,
     ):
         super().__init__()
         pretrained = None if pretrained is None else os.fspath(pretrained)
@@ -83,15 +84,7 @@ class CAMClassifier(pl.LightningModule):
         set_requires_grad(self.backbone.conv1, False)
         set_requires_grad(self.backbone.bn1, False)
 
-        self.num_loaded_tensors = load_backbone_weights(self.backbone, pretrained, depth)
-        if pretrained is not None:
-            expected = expected_backbone_tensors(self.backbone)
-            log.info("CAMClassifier: %d / %d backbone tensors loaded from %s",
-                     self.num_loaded_tensors, expected, pretrained)
-            if self.num_loaded_tensors < expected:
-                log.warning("CAMClassifier: %s filled only %d of %d backbone tensors",
-                            pretrained, self.num_loaded_tensors, expected)
-
+        self.num_loaded_tensors = load_backbone_weights(self.backbone, pretrained, depth, "CAMClassifier").loaded
         self.val_ap = MultilabelAveragePrecision(num_labels=num_classes, average=None)
 
     @property
@@ -156,14 +149,8 @@ class CAMClassifier(pl.LightningModule):
             momentum=hp.momentum,
             weight_decay=hp.weight_decay,
         )
-        total_steps = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total_steps) or total_steps <= 0:
-            raise ValueError("poly learning-rate decay needs a finite fit: set max_epochs or max_steps")
-        power = hp.poly_power
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: max(0.0, 1.0 - step / total_steps) ** power
-        )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        schedule = poly_schedule(optimizer, schedule_length(self), hp.poly_power, hp.poly_interval)
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # The checkpoint holds the trained backbone: loading it must not fetch ImageNet weights again.

@@ -7,7 +7,13 @@ and 0.5, plus the pixel-wise max of the three (the smaller logits upsampled bili
 logits' size); the loss is summed over those four outputs, each at its own resolution, with the
 labels resized by nearest neighbour. The solver follows DeepLab-v2's ``train.prototxt`` as
 re-implemented by kazuto1011/deeplab-pytorch (the code AdvCAM's README points to): SGD lr 2.5e-4,
-momentum 0.9, weight decay 5e-4, ASPP weights ×10 and ASPP biases ×20 (no decay), poly 0.9.
+momentum 0.9, weight decay 5e-4, ASPP weights ×10 and ASPP biases ×20 (no decay), poly 0.9 decayed
+every 10 iterations (its ``PolynomialLR`` with ``LR_DECAY: 10``; :mod:`advcam_pl.training.schedule`).
+
+Initial weights (:func:`advcam_pl.models.weights.load_backbone_weights`): torchvision's ImageNet
+ResNet, a file with torchvision names, or the Caffe-converted ImageNet ResNet-101 that AdvCAM's README
+links. The latter expects BGR, 0–255, mean-subtracted input; the model then converts its normalised
+RGB input inside :meth:`DeepLabV2.forward` (``input_space``), so data and datamodules stay the same.
 
 Test time (:func:`multi_scale_logits`): logits at several scales (+ flip), upsampled to the image
 size and fused by a pixel-wise max of the *logits*, as DeepLab's MSC test does; CRF comes after,
@@ -19,7 +25,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -32,12 +37,8 @@ from torchvision.ops import FrozenBatchNorm2d
 
 from advcam_pl.evaluation.miou import ConfusionMatrix
 from advcam_pl.models.resnet import ResNet
-from advcam_pl.models.weights import (
-    expected_backbone_tensors,
-    imagenet_state_dict,
-    load_matching,
-    read_state_dict,
-)
+from advcam_pl.models.weights import INPUT_SPACES, load_backbone_weights, to_input_space
+from advcam_pl.training.schedule import poly_schedule, schedule_length
 
 log = logging.getLogger(__name__)
 
@@ -125,71 +126,6 @@ def multi_scale_logits(
     return fused if fuse == "max" else fused / n_views
 
 
-# -- initial weights -------------------------------------------------------------------------------
-
-_CAFFE_BLOCK = re.compile(r"^layer(\d)\.block(\d+)\.(reduce|conv3x3|increase|proj)\.(conv|bn)\.(.+)$")
-_CAFFE_STEM = re.compile(r"^layer1\.conv1\.(conv|bn)\.(.+)$")
-_CAFFE_PARTS = {"reduce": ("conv1", "bn1"), "conv3x3": ("conv2", "bn2"), "increase": ("conv3", "bn3"),
-                "proj": ("downsample.0", "downsample.1")}
-
-
-def caffe_to_torchvision(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Rename a kazuto1011/deeplab-pytorch ResNet state dict (the Caffe-converted init models,
-    e.g. the ImageNet ResNet-101 that AdvCAM's README links) to torchvision names.
-
-    ``layer1.conv1.{conv,bn}`` → ``conv1`` / ``bn1``; ``layer{k}.block{i}.{reduce,conv3x3,increase,proj}``
-    → ``layer{k-1}.{i-1}.{conv1,conv2,conv3,downsample}``; ``aspp.stages.c{i}`` → ``aspp.convs.{i}``.
-    Wrapper prefixes (``module.``, ``base.``, ``scale.``) are dropped; other names pass unchanged.
-    """
-    out = {}
-    for name, tensor in state_dict.items():
-        for prefix in ("module.", "scale.", "base."):
-            if name.startswith(prefix):
-                name = name[len(prefix):]
-        if m := _CAFFE_STEM.match(name):
-            name = f"{'conv1' if m[1] == 'conv' else 'bn1'}.{m[2]}"
-        elif m := _CAFFE_BLOCK.match(name):
-            conv, bn = _CAFFE_PARTS[m[3]]
-            name = f"layer{int(m[1]) - 1}.{int(m[2]) - 1}.{conv if m[4] == 'conv' else bn}.{m[5]}"
-        elif m := re.match(r"^aspp\.stages\.c(\d+)\.(weight|bias)$", name):
-            name = f"aspp.convs.{m[1]}.{m[2]}"
-        out[name] = tensor
-    return out
-
-
-def load_init_weights(backbone: ResNet, pretrained: str | os.PathLike | None, depth: int) -> int:
-    """Load DeepLab-v2's initial backbone weights; returns the number of tensors copied.
-
-    ``"imagenet"``: torchvision's ImageNet ResNet-``depth``. torchvision puts a block's stride on the
-    3×3 conv, the Caffe layout on the first 1×1; the tensors have identical shapes (a stride is no
-    weight), so every tensor loads — the features differ slightly from the Caffe model's.
-    A path: a ``.pth`` / Lightning checkpoint with torchvision names, our own ``backbone.`` prefix, or
-    kazuto1011/deeplab-pytorch's Caffe names. Raises unless *every* backbone tensor was filled
-    (a silent ``strict=False`` that loads nothing is a known failure).
-    """
-    if pretrained is None or str(pretrained).lower() in ("", "none", "null"):
-        log.info("DeepLab-v2: backbone randomly initialised (pretrained=None)")
-        return 0
-    if pretrained == "imagenet":
-        state, source = imagenet_state_dict(depth), f"torchvision ImageNet ResNet-{depth}"
-    else:
-        state, source = caffe_to_torchvision(read_state_dict(pretrained)), str(pretrained)
-        if any(k.startswith("backbone.") for k in state):
-            state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
-    state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
-    n = load_matching(backbone, state)
-    expected = expected_backbone_tensors(backbone)
-    message = f"DeepLab-v2 init: loaded {n} / {expected} backbone tensors from {source}"
-    print(message)
-    log.info(message)
-    if n != expected:
-        raise RuntimeError(
-            f"{message}: the file does not match a ResNet-{depth} backbone (names or shapes differ); "
-            "refusing to train from a partial initialisation"
-        )
-    return n
-
-
 # -- the LightningModule ------------------------------------------------------------------------------
 
 
@@ -199,12 +135,21 @@ class DeepLabV2(pl.LightningModule):
     Args:
         depth: ResNet depth (101 for the paper; 18/50 for the tiny demo/test configs).
         num_classes: 21 for VOC.
-        pretrained: ``"imagenet"``, a weights file, or ``None`` (see :func:`load_init_weights`).
+        pretrained: ``"imagenet"`` (torchvision's; a stride is no weight, so the Caffe layout takes
+            them unchanged, only its features differ slightly from the Caffe model's), a weights file
+            (torchvision names, our ``backbone.*``, or kazuto1011's Caffe names), or ``None``.
+            Every backbone tensor must load (``self.n_pretrained_loaded`` counts them).
+        input_space: what the backbone expects (:data:`~advcam_pl.models.weights.INPUT_SPACES`);
+            ``None`` follows the initial weights (``"bgr_caffe"`` for a Caffe-converted file). Inputs
+            are always ImageNet-normalised RGB; :meth:`forward` converts them. Saved in the
+            checkpoint, so a reloaded model converts the same way.
         rates: ASPP dilation rates.
         msc_scales: extra training input scales besides 1.0 (empty: single-scale training).
         freeze_bn: FrozenBatchNorm2d (DeepLab-v2; no BN parameter is trained and train mode changes
             nothing); ``False`` trains ordinary BatchNorm (only sensible from scratch with big batches).
-        lr, momentum, weight_decay, poly_power: SGD + poly schedule over ``trainer.max_steps``.
+        lr, momentum, weight_decay: SGD's.
+        poly_power, poly_interval, max_steps: the poly schedule over ``max_steps`` (else the
+            trainer's optimiser steps), decayed every ``poly_interval`` steps (kazuto1011: 10).
         aspp_weight_lr_mult, aspp_bias_lr_mult: ASPP weights ×10, biases ×20 (without weight decay).
         class_balanced: weight the cross-entropy by median frequency / class frequency of the
             training labels (``datamodule.class_frequencies()``); off in DeepLab-v2.
@@ -220,6 +165,7 @@ class DeepLabV2(pl.LightningModule):
         depth: int = 101,
         num_classes: int = 21,
         pretrained: str | None = "imagenet",
+        input_space: str | None = None,
         rates: Sequence[int] = (6, 12, 18, 24),
         msc_scales: Sequence[float] = (0.75, 0.5),
         freeze_bn: bool = True,
@@ -229,6 +175,7 @@ class DeepLabV2(pl.LightningModule):
         aspp_weight_lr_mult: float = 10.0,
         aspp_bias_lr_mult: float = 20.0,
         poly_power: float = 0.9,
+        poly_interval: int = 10,
         max_steps: int | None = None,
         class_balanced: bool = False,
         test_scales: Sequence[float] = (0.5, 0.75, 1.0, 1.25),
@@ -241,14 +188,18 @@ class DeepLabV2(pl.LightningModule):
         self.backbone = ResNet(depth, strides=(2, 2, 1, 1), dilations=(1, 1, 2, 4), stride_in_1x1=True,
                                ceil_mode=True, norm_layer=norm)
         self.aspp = ASPP(self.backbone.out_channels[-1], num_classes, rates)
-        self.n_pretrained_loaded = load_init_weights(self.backbone, pretrained, depth)
+        weights = load_backbone_weights(self.backbone, pretrained, depth, "DeepLab-v2", INPUT_SPACES)
+        self.n_pretrained_loaded = weights.loaded
+        self.hparams.input_space = input_space or weights.input_space
+        if self.hparams.input_space not in INPUT_SPACES:
+            raise ValueError(f"input_space must be one of {INPUT_SPACES}, got {input_space!r}")
         self.register_buffer("class_weights", torch.ones(num_classes), persistent=False)
         self._val_confusion = ConfusionMatrix(num_classes)
 
     # -- networks ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, H, W]`` → logits ``[B, C, h, w]`` (output stride 8)."""
-        return self.aspp(self.backbone(x)[-1])
+        """``[B, 3, H, W]`` ImageNet-normalised RGB → logits ``[B, C, h, w]`` (output stride 8)."""
+        return self.aspp(self.backbone(to_input_space(x, self.hparams.input_space))[-1])
 
     def msc_forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """DeepLab-v2 MSC: ``[logits@1.0, logits@s for s in msc_scales, max]``.
@@ -349,15 +300,8 @@ class DeepLabV2(pl.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         optimizer = torch.optim.SGD(self.param_groups(), lr=hp.lr, momentum=hp.momentum)
-        max_steps = hp.max_steps or (self.trainer.max_steps if self._trainer is not None else -1)
-        if max_steps is None or max_steps <= 0:
-            raise ValueError("the poly schedule needs max_steps (model.max_steps or trainer max_steps)")
-
-        def poly(step: int) -> float:
-            return (1.0 - min(step, max_steps) / max_steps) ** hp.poly_power
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        schedule = poly_schedule(optimizer, schedule_length(self), hp.poly_power, hp.poly_interval)
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
 
 
 def median_frequency_weights(freq: torch.Tensor) -> torch.Tensor:

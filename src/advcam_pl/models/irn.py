@@ -17,7 +17,8 @@ widths' *inputs* follow the backbone's channels, so ResNet-18 works for tests an
 Optimiser, as IRN's ``PolyOptimizer``: ``torch.optim.SGD(params, lr, weight_decay)`` passes the
 weight decay *positionally* into SGD's ``momentum`` slot, so IRN trains with momentum 1e-4
 (effectively none) and weight decay 1e-4 (set per parameter group); the poly power is 0.9 (the
-PolyOptimizer's own ``momentum`` argument). ``momentum: 1e-4`` in the config reproduces that.
+PolyOptimizer's own ``momentum`` argument), applied every step (:mod:`advcam_pl.training.schedule`).
+``momentum: 1e-4`` in the config reproduces that.
 
 After training the mean displacement over the inference images (top-left crops) is stored in
 ``mean_shift.running_mean`` and subtracted at inference (only instance segmentation uses it).
@@ -25,7 +26,6 @@ After training the mean displacement over the inference images (top-left crops) 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import pytorch_lightning as pl
@@ -34,7 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from advcam_pl.models.resnet import ResNet, set_requires_grad
+from advcam_pl.models.weights import load_backbone_weights
 from advcam_pl.refine.indexing import PathIndex, cached_path_index, edge_to_affinity
+from advcam_pl.training.schedule import poly_schedule, schedule_length
 
 
 class MeanShift(nn.Module):
@@ -104,7 +106,8 @@ class IRN(pl.LightningModule):
         dp_width: width of the displacement branch's stride-8 layers (256; the stride-4 taps get
             dp_width/4 and dp_width/2, as IRN's 64/128). Must be a multiple of 64.
         lr: edge-branch learning rate (0.1); the displacement branch gets ``lr · dp_lr_mult`` (1.0).
-        weight_decay, momentum, poly_power: SGD settings (see the module docstring).
+        weight_decay, momentum: SGD settings (see the module docstring).
+        poly_power, poly_interval: the poly schedule (IRN: 0.9, decayed every step).
         max_steps: poly schedule length; None → the trainer's estimated stepping batches.
     """
 
@@ -120,6 +123,7 @@ class IRN(pl.LightningModule):
         weight_decay: float = 1e-4,
         momentum: float = 1e-4,
         poly_power: float = 0.9,
+        poly_interval: int = 1,
         max_steps: int | None = None,
     ):
         super().__init__()
@@ -161,12 +165,11 @@ class IRN(pl.LightningModule):
     # -- weights ---------------------------------------------------------------------------------
     def init_backbone(self, pretrained: str | None = "__hparams__") -> int:
         """Load the frozen backbone's weights: ``"imagenet"``, a ``.pth`` / Lightning checkpoint
-        (e.g. the CAM classifier's: its ``backbone.*`` tensors), or None. Returns tensors loaded."""
-        from advcam_pl.models.weights import load_backbone_weights
-
+        (e.g. the CAM classifier's: its ``backbone.*`` tensors), or None. Returns tensors loaded
+        (every backbone tensor, or it raises)."""
         if pretrained == "__hparams__":
             pretrained = self.hparams.pretrained
-        return load_backbone_weights(self.backbone, pretrained, self.hparams.depth)
+        return load_backbone_weights(self.backbone, pretrained, self.hparams.depth, "IRN").loaded
 
     def trainable_parameters(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         return list(self.edge_layers.parameters()), list(self.dp_layers.parameters())
@@ -281,14 +284,8 @@ class IRN(pl.LightningModule):
             momentum=hp.momentum,
             weight_decay=hp.weight_decay,
         )
-        max_steps = hp.max_steps or self.trainer.estimated_stepping_batches
-        max_steps = max(1, int(max_steps)) if math.isfinite(max_steps) else 1
-
-        def poly(step: int) -> float:
-            return (1 - min(step, max_steps - 1) / max_steps) ** hp.poly_power
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        schedule = poly_schedule(optimizer, schedule_length(self), hp.poly_power, hp.poly_interval)
+        return {"optimizer": optimizer, "lr_scheduler": schedule}
 
     # -- after training --------------------------------------------------------------------------
     @torch.no_grad()

@@ -1,13 +1,26 @@
-"""Where backbone weights come from: torchvision's ImageNet weights, a local file, or nothing.
+"""Initial backbone weights for every network: torchvision's ImageNet weights, a local file, or nothing.
 
-Every loader returns how many tensors it really copied, and callers assert on it: a silent
-``strict=False`` that loads nothing is a known failure of other implementations.
+:func:`load_backbone_weights` is the one loader (CAM classifier, IRN, DeepLab-v2). It counts the
+tensors it copies and refuses a partial load: a silent ``strict=False`` that loads nothing is a
+known failure of other implementations. A file may hold torchvision names, a Lightning checkpoint
+of our modules (``backbone.*``), or kazuto1011/deeplab-pytorch's Caffe-converted names (the ImageNet
+ResNet-101 that AdvCAM's README links).
+
+Weights come with the input they were trained on (their *input space*):
+
+- ``"rgb_imagenet"``: RGB in [0, 1], minus ImageNet mean, over ImageNet std — torchvision's
+  weights, and what every datamodule here delivers;
+- ``"bgr_caffe"``: BGR, 0–255, minus the Caffe mean (B, G, R) = (104.008, 116.669, 122.675), no
+  scaling — the Caffe-converted models. :func:`to_input_space` converts a normalised batch.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,9 +36,23 @@ _TORCHVISION_WEIGHTS = {
     152: "ResNet152_Weights",
 }
 
+INPUT_SPACES = ("rgb_imagenet", "bgr_caffe")
+CAFFE_MEAN_BGR = (104.008, 116.669, 122.675)  # kazuto1011/deeplab-pytorch configs/voc12.yaml IMAGE.MEAN
+
 
 class WeightsUnavailableError(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class LoadedWeights:
+    """What :func:`load_backbone_weights` did: ``loaded`` of ``expected`` backbone tensors copied
+    from ``source``, which expects inputs in ``input_space``."""
+
+    loaded: int
+    expected: int
+    source: str
+    input_space: str = "rgb_imagenet"
 
 
 def imagenet_state_dict(depth: int) -> dict[str, torch.Tensor]:
@@ -40,8 +67,9 @@ def imagenet_state_dict(depth: int) -> dict[str, torch.Tensor]:
         raise WeightsUnavailableError(
             f"could not fetch torchvision's ImageNet weights for ResNet-{depth} ({err}). Offline, either put "
             f"the file {Path(weights.url).name} into {hub} (torch.hub's cache; set TORCH_HOME to move it), "
-            f"or pass a local checkpoint path as `pretrained=/path/to/resnet{depth}.pth`, or start from "
-            f"scratch with `pretrained=null`."
+            f"or pass a local checkpoint path as `pretrained=/path/to/resnet{depth}.pth` (e.g. "
+            f"classifier.module.pretrained=..., irn.module.pretrained=..., model.module.pretrained=...), "
+            f"or start from scratch with `pretrained=null`."
         ) from err
 
 
@@ -58,47 +86,123 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return obj
 
 
-def load_matching(module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str = "") -> int:
-    """Copy every tensor of ``state_dict`` whose name (after stripping ``prefix``) and shape match
-    a parameter or buffer of ``module``; returns how many were copied."""
-    own = module.state_dict()
-    matched = {}
-    for name, tensor in state_dict.items():
-        if prefix:
-            if not name.startswith(prefix):
-                continue
+# -- kazuto1011/deeplab-pytorch's Caffe names ---------------------------------------------------------
+
+_WRAPPERS = ("module.", "scale.", "base.")
+_CAFFE_BLOCK = re.compile(r"^layer(\d)\.block(\d+)\.(reduce|conv3x3|increase|proj)\.(conv|bn)\.(.+)$")
+_CAFFE_STEM = re.compile(r"^layer1\.conv1\.(conv|bn)\.(.+)$")
+_CAFFE_ASPP = re.compile(r"^aspp\.stages\.c(\d+)\.(weight|bias)$")
+_CAFFE_PARTS = {"reduce": ("conv1", "bn1"), "conv3x3": ("conv2", "bn2"), "increase": ("conv3", "bn3"),
+                "proj": ("downsample.0", "downsample.1")}
+
+
+def _strip_wrappers(name: str) -> str:
+    for prefix in _WRAPPERS:
+        if name.startswith(prefix):
             name = name[len(prefix):]
-        if name in own and own[name].shape == tensor.shape:
-            matched[name] = tensor
+    return name
+
+
+def is_caffe_layout(state_dict: dict[str, torch.Tensor]) -> bool:
+    """Whether ``state_dict`` uses kazuto1011's Caffe-converted ResNet names."""
+    names = (_strip_wrappers(k) for k in state_dict)
+    return any(_CAFFE_STEM.match(n) or _CAFFE_BLOCK.match(n) for n in names)
+
+
+def caffe_to_torchvision(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename a kazuto1011/deeplab-pytorch ResNet state dict to torchvision names.
+
+    ``layer1.conv1.{conv,bn}`` → ``conv1`` / ``bn1``; ``layer{k}.block{i}.{reduce,conv3x3,increase,proj}``
+    → ``layer{k-1}.{i-1}.{conv1,conv2,conv3,downsample}``; ``aspp.stages.c{i}`` → ``aspp.convs.{i}``.
+    Wrapper prefixes (``module.``, ``base.``, ``scale.``) are dropped; other names pass unchanged.
+    """
+    out = {}
+    for name, tensor in state_dict.items():
+        name = _strip_wrappers(name)
+        if m := _CAFFE_STEM.match(name):
+            name = f"{'conv1' if m[1] == 'conv' else 'bn1'}.{m[2]}"
+        elif m := _CAFFE_BLOCK.match(name):
+            conv, bn = _CAFFE_PARTS[m[3]]
+            name = f"layer{int(m[1]) - 1}.{int(m[2]) - 1}.{conv if m[4] == 'conv' else bn}.{m[5]}"
+        elif m := _CAFFE_ASPP.match(name):
+            name = f"aspp.convs.{m[1]}.{m[2]}"
+        out[name] = tensor
+    return out
+
+
+def to_input_space(x: torch.Tensor, input_space: str) -> torch.Tensor:
+    """``x`` ``[B, 3, H, W]`` ImageNet-normalised RGB (the datamodules' output) → the input that
+    weights of ``input_space`` expect (identity for ``"rgb_imagenet"``).
+
+    A zero-padded border (the mean colour after normalisation) becomes ≈ 0 in the Caffe space too,
+    as kazuto1011's mean-filled padding does.
+    """
+    if input_space == "rgb_imagenet":
+        return x
+    if input_space != "bgr_caffe":
+        raise ValueError(f"input_space must be one of {INPUT_SPACES}, got {input_space!r}")
+    from advcam_pl.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+    def channels(values: Sequence[float]) -> torch.Tensor:
+        return torch.tensor(values, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+
+    rgb = (x * channels(IMAGENET_STD) + channels(IMAGENET_MEAN)) * 255.0
+    return rgb.flip(1) - channels(CAFFE_MEAN_BGR)
+
+
+# -- loading ------------------------------------------------------------------------------------------
+
+
+def load_matching(module: nn.Module, state_dict: dict[str, torch.Tensor]) -> int:
+    """Copy every tensor of ``state_dict`` whose name and shape match a parameter or buffer of
+    ``module``; returns how many were copied."""
+    own = module.state_dict()
+    matched = {k: v for k, v in state_dict.items() if k in own and own[k].shape == v.shape}
     module.load_state_dict(matched, strict=False)
-    log.info("loaded %d / %d tensors into %s", len(matched), len(own), type(module).__name__)
     return len(matched)
 
 
 def expected_backbone_tensors(module: nn.Module) -> int:
-    """Tensors a full ImageNet ResNet load must fill: everything but BN's ``num_batches_tracked``."""
+    """Tensors a full ResNet load must fill: everything but BN's ``num_batches_tracked``."""
     return sum(1 for k in module.state_dict() if not k.endswith("num_batches_tracked"))
 
 
-def load_backbone_weights(backbone: nn.Module, pretrained: str | None, depth: int) -> int:
-    """Load ``pretrained`` (``"imagenet"``, a file path, or ``None``) into ``backbone``.
+def _file_weights(path: str) -> tuple[dict[str, torch.Tensor], str]:
+    """A weights file's tensors under torchvision names, and the input space they expect."""
+    raw = read_state_dict(path)
+    input_space = "bgr_caffe" if is_caffe_layout(raw) else "rgb_imagenet"
+    state = caffe_to_torchvision(raw)
+    if any(k.startswith("backbone.") for k in state):  # a Lightning checkpoint of one of our modules
+        state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    return state, input_space
 
-    Returns the number of tensors loaded and raises when an ImageNet load did not fill every
-    backbone tensor (names or shapes drifted).
+
+def load_backbone_weights(backbone: nn.Module, pretrained: str | os.PathLike | None, depth: int,
+                          owner: str = "backbone",
+                          input_spaces: Sequence[str] = ("rgb_imagenet",)) -> LoadedWeights:
+    """Load ``pretrained`` (``"imagenet"``, a file path, or ``None``) into the ResNet ``backbone``.
+
+    Logs ``"<owner>: loaded n / m backbone tensors from <source>"`` and raises unless every backbone
+    tensor was filled (names or shapes drifted, or the file is another network's). ``input_spaces``:
+    the inputs the caller can feed; weights that expect another raise a ``ValueError``.
     """
-    if pretrained is None or pretrained in ("none", "null", ""):
-        return 0
+    expected = expected_backbone_tensors(backbone)
+    if pretrained is None or str(pretrained).lower() in ("", "none", "null"):
+        log.info("%s: backbone randomly initialised (pretrained=None)", owner)
+        return LoadedWeights(0, expected, "none")
     if pretrained == "imagenet":
-        n = load_matching(backbone, imagenet_state_dict(depth))
-        expected = expected_backbone_tensors(backbone)
-        if n != expected:
-            raise RuntimeError(f"ImageNet ResNet-{depth}: loaded {n} tensors, the backbone has {expected}")
-        return n
-    state = read_state_dict(pretrained)
-    n = load_matching(backbone, state)
-    if n == 0:
-        # Lightning checkpoints of our modules keep the backbone under "backbone."
-        n = load_matching(backbone, state, prefix="backbone.")
-    if n == 0:
-        raise RuntimeError(f"{pretrained}: no tensor matched the ResNet-{depth} backbone by name and shape")
-    return n
+        state, source, input_space = imagenet_state_dict(depth), f"torchvision's ImageNet ResNet-{depth}", "rgb_imagenet"
+    else:
+        source = os.fspath(pretrained)
+        state, input_space = _file_weights(source)
+    if input_space not in input_spaces:
+        raise ValueError(f"{owner}: {source} holds Caffe-converted weights, which expect {input_space} input; "
+                         f"this network feeds {' / '.join(input_spaces)}. Use torchvision-layout weights.")
+    n = load_matching(backbone, {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")})
+    message = f"{owner}: loaded {n} / {expected} backbone tensors from {source}"
+    log.info("%s (input space %s)", message, input_space)
+    if n != expected:
+        reason = "no tensor matched by name and shape" if n == 0 else "names or shapes differ"
+        raise RuntimeError(f"{message}: the weights do not fit a ResNet-{depth} backbone ({reason}); "
+                           "refusing to start from a partial initialisation")
+    return LoadedWeights(n, expected, source, input_space)
