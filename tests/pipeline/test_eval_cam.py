@@ -8,18 +8,20 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 
+from advcam_pl.advcam.cam_io import cam_path, save_cam
 from advcam_pl.data.voc import VOCReader
-from advcam_pl.io import atomic_save_npz
+from advcam_pl.evaluation import miou_from_confusion
 from advcam_pl.pipeline import eval_cam
+from advcam_pl.refine.crf import crf_seed_confusion
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
-def cfg_for(tmp_path, root):
+def cfg_for(tmp_path, root, *overrides):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("config", overrides=[
             "data=synthetic", f"data.root={root}", "cam=cam", "logger=none",
-            f"paths.output_dir={tmp_path}", f"paths.work_dir={tmp_path}",
+            f"paths.output_dir={tmp_path}", f"paths.work_dir={tmp_path}", *overrides,
         ])
 
 
@@ -31,8 +33,7 @@ def write_maps(cfg, root, fg_value):
         mask = reader.load_mask(image_id)
         keys = np.flatnonzero(reader.labels(image_id))
         high_res = np.stack([np.where(mask == k + 1, fg_value, 0.1) for k in keys]).astype(np.float32)
-        atomic_save_npz(Path(cfg.artifacts.cam_dir) / f"{image_id}.npz", keys=keys,
-                        cam=high_res[:, ::4, ::4], high_res=high_res)
+        save_cam(cam_path(cfg.artifacts.cam_dir, image_id), keys, high_res[:, ::4, ::4], high_res)
     return reader
 
 
@@ -53,7 +54,7 @@ def test_eval_cam_finds_the_threshold_that_separates_objects(tmp_path, synthetic
 def test_missing_cam_file_names_it(tmp_path, synthetic_root):
     cfg = cfg_for(tmp_path, synthetic_root)
     reader = write_maps(cfg, synthetic_root, fg_value=0.5)
-    missing = Path(cfg.artifacts.cam_dir) / f"{reader.ids[0]}.npz"
+    missing = cam_path(cfg.artifacts.cam_dir, reader.ids[0])
     missing.unlink()
     with pytest.raises(FileNotFoundError, match=reader.ids[0]):
         eval_cam.run(cfg)
@@ -65,7 +66,20 @@ def test_is_done_only_while_metrics_are_newer_than_the_maps(tmp_path, synthetic_
     assert not eval_cam.is_done(cfg)
     eval_cam.run(cfg)
     assert eval_cam.is_done(cfg)
-    newer = Path(cfg.artifacts.cam_dir) / f"{reader.ids[0]}.npz"
+    newer = cam_path(cfg.artifacts.cam_dir, reader.ids[0])
     later = Path(cfg.artifacts.cam_metrics).stat().st_mtime + 10
     os.utime(newer, (later, later))
     assert not eval_cam.is_done(cfg)
+
+
+def test_seed_crf_is_the_crf_of_the_best_threshold(tmp_path, synthetic_root):
+    cfg = cfg_for(tmp_path, synthetic_root, "eval_cam.crf=true", "irn.num_workers=0")
+    reader = write_maps(cfg, synthetic_root, fg_value=0.5)
+    metrics = eval_cam.run(cfg)
+    items = []
+    for image_id in reader.ids:
+        data = np.load(cam_path(cfg.artifacts.cam_dir, image_id))
+        items.append((reader.load_image(image_id), data["high_res"], data["keys"], reader.load_mask(image_id)))
+    expected = miou_from_confusion(crf_seed_confusion(items, metrics["best_threshold"]))
+    assert metrics["seed_crf_miou"] == pytest.approx(expected)
+    assert len(metrics["per_class_iou_crf"]) == len(metrics["per_class_iou"]) == 21

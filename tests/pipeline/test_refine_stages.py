@@ -15,8 +15,9 @@ from hydra import compose, initialize_config_dir
 from PIL import Image
 from scipy import ndimage
 
-from advcam_pl.advcam.cam_io import save_cam
+from advcam_pl.advcam.cam_io import cam_path, save_cam
 from advcam_pl.data.voc import VOCReader
+from advcam_pl.io import atomic_save_palette_png
 from advcam_pl.models.resnet import ResNet
 from advcam_pl.pipeline import run_stage
 
@@ -47,7 +48,7 @@ def fake_cams(cfg, root):
         high_res = np.stack(maps) if maps else np.zeros((0, *mask.shape), np.float32)
         cam = torch.nn.functional.interpolate(torch.from_numpy(high_res)[None], size=(
             (mask.shape[0] + 3) // 4, (mask.shape[1] + 3) // 4), mode="bilinear", align_corners=False)[0]
-        save_cam(Path(cfg.artifacts.cam_dir) / f"{image_id}.npz", keys, cam.numpy(), high_res)
+        save_cam(cam_path(cfg.artifacts.cam_dir, image_id), keys, cam.numpy(), high_res)
     return reader.ids
 
 
@@ -119,7 +120,7 @@ def test_refine_chain_runs_and_resumes(tmp_path, synthetic_root):
     saved = json.loads(Path(cfg.artifacts.sem_seg_metrics).read_text())
     assert metrics["objective"] == metrics["miou"] == pytest.approx(saved["miou"])
     assert saved["num_images"] == len(VOCReader(synthetic_root, cfg.data.eval_list).ids)
-    assert len(saved["iou"]) == 21 and "background" in saved["table"] and 0 <= saved["miou"] <= 1
+    assert len(saved["per_class_iou"]) == 21 and "background" in saved["table"] and 0 <= saved["miou"] <= 1
     # A pseudo mask holds background and the image's own classes only.
     reader = VOCReader(synthetic_root, cfg.data.infer_list)
     for image_id in ids[:6]:
@@ -134,3 +135,27 @@ def test_missing_cams_are_reported(tmp_path, synthetic_root):
     os.makedirs(cfg.artifacts.sem_seg_dir)
     with pytest.raises(FileNotFoundError, match="pseudo masks"):
         run_stage("eval_sem_seg", cfg)
+
+
+def test_eval_sem_seg_reruns_when_masks_are_newer_than_its_metrics(tmp_path, synthetic_root):
+    cfg = compose_cfg(tmp_path, synthetic_root)
+    from advcam_pl.pipeline import eval_sem_seg
+
+    reader = VOCReader(synthetic_root, cfg.data.eval_list)
+    sem_seg_dir = Path(cfg.artifacts.sem_seg_dir)
+    for image_id in reader.ids:  # perfect pseudo masks: the GT itself
+        atomic_save_palette_png(sem_seg_dir / f"{image_id}.png", reader.load_mask(image_id))
+    assert not eval_sem_seg.is_done(cfg)
+    assert run_stage("eval_sem_seg", cfg)["miou"] == pytest.approx(1.0)
+    assert eval_sem_seg.is_done(cfg) and run_stage("eval_sem_seg", cfg) == {"skipped": True}
+
+    # New masks written after the metrics: the JSON is stale, the stage runs again.
+    worse = np.zeros_like(reader.load_mask(reader.ids[0]))
+    atomic_save_palette_png(sem_seg_dir / f"{reader.ids[0]}.png", worse)
+    earlier = (sem_seg_dir / f"{reader.ids[0]}.png").stat().st_mtime - 10  # no clock-tick ties
+    os.utime(cfg.artifacts.sem_seg_metrics, (earlier, earlier))
+    assert not eval_sem_seg.is_done(cfg)
+    metrics = run_stage("eval_sem_seg", cfg)
+    assert metrics["miou"] < 1.0
+    assert json.loads(Path(cfg.artifacts.sem_seg_metrics).read_text())["miou"] == pytest.approx(metrics["miou"])
+    assert eval_sem_seg.is_done(cfg)

@@ -8,13 +8,12 @@ from PIL import Image
 
 from advcam_pl.evaluation import confusion_matrix
 from advcam_pl.refine.crf import (
-    SeedCRFItems,
     crf_inference_label,
     crf_inference_prob,
     crf_seed_confusion,
     crf_seed_labels,
-    evaluate_crf_seeds,
     parallel_map,
+    write_label_pngs,
 )
 
 
@@ -92,35 +91,49 @@ def test_parallel_map_keeps_order_in_worker_processes():
     assert list(parallel_map(square, range(3), num_workers=0)) == [0, 1, 4]
 
 
-def test_crf_seed_confusion_in_workers_equals_serial(tmp_path):
-    root = tmp_path / "VOC2012"
-    (root / "JPEGImages").mkdir(parents=True)
-    (root / "SegmentationClass").mkdir()
-    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
-    cam_dir = tmp_path / "cams"
-    cam_dir.mkdir()
-    ids = []
-    for i, shift in enumerate([0, 2, -3]):
+def test_parallel_map_reads_a_generator_lazily():
+    consumed = []
+
+    def items():
+        for x in range(20):
+            consumed.append(x)
+            yield x
+
+    results = parallel_map(square, items(), num_workers=2)
+    assert next(results) == 0 and len(consumed) <= 5  # at most 2 · workers ahead
+    assert list(results) == [x * x for x in range(1, 20)]
+    assert list(parallel_map(divmod, [(7, 2), (9, 4)], unpack=True)) == [(3, 1), (2, 1)]
+
+
+def test_crf_seed_confusion_in_workers_equals_serial():
+    items = []
+    for shift in [0, 2, -3]:
         img, high_res, keys = seed_case(shift)
         gt = np.zeros((32, 48), np.uint8)
         gt[:, 24:] = 6
-        Image.fromarray(img).save(root / "JPEGImages" / f"img{i}.jpg", quality=100)
-        Image.fromarray(gt, mode="L").save(root / "SegmentationClass" / f"img{i}.png")
-        np.savez(cam_dir / f"img{i}.npz", keys=keys, high_res=high_res, cam=high_res[:, ::4, ::4])
-        ids.append(f"img{i}")
-    (root / "ImageSets" / "Segmentation" / "train.txt").write_text("\n".join(ids) + "\n")
-    load = SeedCRFItems(str(root), "train", str(cam_dir))
-    serial = crf_seed_confusion(ids, load, [0.3, 0.95], num_workers=0)
-    parallel = crf_seed_confusion(ids, load, [0.3, 0.95], num_workers=2)
+        items.append((img, high_res, keys, gt))
+    serial = crf_seed_confusion(items, [0.3, 0.95], num_workers=0)
+    parallel = crf_seed_confusion(iter(items), [0.3, 0.95], num_workers=2, total=len(items))
     assert serial.shape == (2, 21, 21)
     np.testing.assert_array_equal(serial, parallel)
-    expected = sum(confusion_matrix(crf_seed_labels(*load(i)[:3], 0.3), load(i)[3]) for i in ids)
+    expected = sum(confusion_matrix(crf_seed_labels(img, high_res, keys, 0.3), gt)
+                   for img, high_res, keys, gt in items)
     np.testing.assert_array_equal(serial[0], expected)
-    assert crf_seed_confusion(ids, load, 0.3).shape == (21, 21)
-    # eval_cam's entry point: a reader, the CAM folder, cfg.irn.crf.
-    from advcam_pl.data.voc import VOCReader
-
-    via_reader = evaluate_crf_seeds(VOCReader(root, "train"), cam_dir, 0.3, {"t": 10, "gt_prob": 0.7})
-    np.testing.assert_array_equal(via_reader, serial[0])
+    assert crf_seed_confusion(items, 0.3).shape == (21, 21)
     # Above every CAM value the seed is all background.
     assert serial[1][:, 6].sum() == 0
+
+
+def test_write_label_pngs_before_and_after_crf(tmp_path):
+    img = two_region_image()
+    x = np.arange(48, dtype=np.float32)
+    p1 = 1 / (1 + np.exp(-(x - 18) / 4))
+    probs = np.stack([1 - p1, p1])[:, None, :].repeat(32, axis=1)
+    targets = {"final": tmp_path / "final.png", "no_crf": tmp_path / "raw.png"}
+    write_label_pngs(img, probs, {}, targets)
+    with Image.open(targets["no_crf"]) as raw, Image.open(targets["final"]) as final:
+        assert raw.mode == final.mode == "P"
+        np.testing.assert_array_equal(np.array(raw), probs.argmax(0))
+        np.testing.assert_array_equal(np.array(final), crf_inference_prob(img, probs).argmax(0))
+    write_label_pngs(img, probs, None, {"final": tmp_path / "plain.png"})
+    np.testing.assert_array_equal(np.array(Image.open(tmp_path / "plain.png")), probs.argmax(0))

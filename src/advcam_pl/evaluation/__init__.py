@@ -3,6 +3,7 @@
 from advcam_pl.evaluation.miou import (
     ConfusionMatrix,
     confusion_matrix,
+    iou_by_class,
     iou_from_confusion,
     miou_from_confusion,
     per_class_table,
@@ -12,6 +13,7 @@ from advcam_pl.evaluation.sweep import seed_labels, sweep_thresholds
 __all__ = [
     "ConfusionMatrix",
     "confusion_matrix",
+    "iou_by_class",
     "iou_from_confusion",
     "miou_from_confusion",
     "per_class_table",

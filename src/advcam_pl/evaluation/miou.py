@@ -66,6 +66,14 @@ class ConfusionMatrix:
         return miou_from_confusion(self.matrix)
 
 
+def iou_by_class(iou: np.ndarray, class_names: Sequence[str]) -> dict[str, float | None]:
+    """Per-class IoU ``[C]`` → ``{class name: IoU}`` for a metrics JSON, None for a class absent from
+    both prediction and ground truth. Every stage stores it under the key ``"per_class_iou"``."""
+    if len(iou) != len(class_names):
+        raise ValueError(f"{len(iou)} IoU values for {len(class_names)} class names")
+    return {name: None if np.isnan(value) else float(value) for name, value in zip(class_names, iou)}
+
+
 def per_class_table(iou: np.ndarray, class_names: Sequence[str], title: str = "IoU (%)") -> str:
     """A two-column text table of per-class IoU (in %) with a final mIoU row."""
     if len(iou) != len(class_names):

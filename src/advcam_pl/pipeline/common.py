@@ -1,4 +1,6 @@
-"""What every stage needs: the data root, loggers, a Trainer, metric logging.
+"""What every stage needs: the data root, loggers and callbacks, a Trainer, metric logging, and the
+rules for "this stage's outputs are complete" (per item: :func:`missing_outputs`; metrics:
+:func:`is_fresh`).
 
 Kept small on purpose: a stage composes these, it does not inherit from anything.
 """
@@ -6,7 +8,7 @@ Kept small on purpose: a stage composes these, it does not inherit from anything
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -75,6 +77,23 @@ def stage_loggers(cfg: DictConfig, stage: str) -> Iterator[list]:
         finish_loggers(loggers)
 
 
+def training_callbacks(cfg: DictConfig, loggers: Sequence) -> list[pl.Callback]:
+    """The callbacks of ``cfg.callbacks`` (a dict of ``_target_`` configs) for a training stage.
+
+    A ``LearningRateMonitor`` needs a logger: it is left out when there is none.
+    """
+    callbacks = []
+    for name, conf in (cfg.get("callbacks") or {}).items():
+        if conf is None or "_target_" not in conf:
+            continue
+        callback = hydra.utils.instantiate(conf)
+        if isinstance(callback, pl.callbacks.LearningRateMonitor) and not loggers:
+            log.debug("callback %s skipped: no logger", name)
+            continue
+        callbacks.append(callback)
+    return callbacks
+
+
 def log_metrics(loggers: Sequence, metrics: dict[str, float], step: int | None = None) -> None:
     """Send scalar metrics to every logger (non-scalars are skipped; they live in the JSON)."""
     scalars = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
@@ -104,9 +123,25 @@ def missing_outputs(folder: str | Path, ids: Sequence[str], suffix: str) -> list
     return [i for i in ids if not (folder / f"{i}{suffix}").is_file()]
 
 
+def is_fresh(outputs: Sequence[str | Path], inputs: Iterable[str | Path]) -> bool:
+    """The skip rule of the metrics stages: every output exists, there is at least one input, and no
+    input is newer than the oldest output. (Metrics are cheap to recompute; a stale metrics file
+    would hide the maps or masks written after it.)"""
+    outputs = [Path(p) for p in outputs]
+    if not all(p.is_file() for p in outputs):
+        return False
+    try:
+        newest_input = max((Path(p).stat().st_mtime_ns for p in inputs), default=None)
+    except FileNotFoundError:  # an input named explicitly (a checkpoint) that does not exist
+        return False
+    return newest_input is not None and min(p.stat().st_mtime_ns for p in outputs) >= newest_input
+
+
 def require_cam_files(cam_dir: str | Path, ids: Sequence[str]) -> None:
     """Fail early, naming an example, when any of ``ids`` has no CAM file in ``cam_dir``."""
-    missing = missing_outputs(cam_dir, ids, ".npz")
+    from advcam_pl.advcam.cam_io import CAM_SUFFIX
+
+    missing = missing_outputs(cam_dir, ids, CAM_SUFFIX)
     if missing:
-        raise FileNotFoundError(f"{len(missing)} CAM files missing in {cam_dir} (e.g. {missing[0]}.npz); "
+        raise FileNotFoundError(f"{len(missing)} CAM files missing in {cam_dir} (e.g. {missing[0]}{CAM_SUFFIX}); "
                                 "run make_cam first")

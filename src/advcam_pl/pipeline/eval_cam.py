@@ -2,19 +2,24 @@
 
 Reads ``cfg.artifacts.cam_dir/<id>.npz`` and the ground-truth masks of ``cfg.data.eval_list``;
 writes ``cfg.artifacts.cam_metrics`` (best threshold, whole curve, per-class IoU) and logs them.
+With ``cfg.eval_cam.crf`` also the seed + dense CRF at the best threshold (``cfg.irn.crf``,
+``cfg.irn.num_workers`` processes).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from advcam_pl.evaluation import iou_from_confusion, per_class_table, sweep_thresholds
-from advcam_pl.io import atomic_save_json, load_npz
-from advcam_pl.pipeline.common import data_root, log_metrics, stage_loggers
+from advcam_pl.advcam.cam_io import CAM_SUFFIX, cam_path, load_cam
+from advcam_pl.data.voc import CLASS_NAMES_BG, VOCReader
+from advcam_pl.evaluation import iou_by_class, iou_from_confusion, per_class_table, sweep_thresholds
+from advcam_pl.io import atomic_save_json
+from advcam_pl.pipeline.common import data_root, is_fresh, log_metrics, stage_loggers
 
 log = logging.getLogger(__name__)
 
@@ -25,25 +30,20 @@ def thresholds_from_cfg(cfg: DictConfig) -> list[float]:
     return [round(t.start + i * t.step, 6) for i in range(n)]
 
 
-def load_cam(cam_dir: Path, image_id: str) -> dict[str, np.ndarray]:
-    path = cam_dir / f"{image_id}.npz"
-    if not path.is_file():
-        raise FileNotFoundError(f"CAM file {path} is missing: run stage make_cam for this list first")
-    return load_npz(path)
+def seed_items(reader: VOCReader, cam_dir: Path, with_image: bool = False) -> Iterator[tuple]:
+    """``(high_res, keys, gt)`` per image of the reader's list (``(image, high_res, keys, gt)``
+    with ``with_image``, for the CRF)."""
+    for image_id in reader.ids:
+        cam = load_cam(cam_path(cam_dir, image_id))
+        arrays = (cam["high_res"], cam["keys"], reader.load_mask(image_id))
+        yield (reader.load_image(image_id), *arrays) if with_image else arrays
 
 
 def run(cfg: DictConfig) -> dict:
-    from advcam_pl.data.voc import CLASS_NAMES_BG, VOCReader
-
     reader = VOCReader(data_root(cfg), cfg.data.eval_list)
     cam_dir = Path(cfg.artifacts.cam_dir)
 
-    def items():
-        for image_id in reader.ids:
-            cam = load_cam(cam_dir, image_id)
-            yield cam["high_res"], cam["keys"], reader.load_mask(image_id)
-
-    sweep = sweep_thresholds(items(), thresholds_from_cfg(cfg))
+    sweep = sweep_thresholds(seed_items(reader, cam_dir), thresholds_from_cfg(cfg))
     iou = iou_from_confusion(sweep["confusion"])
     metrics = {
         "cam": cfg.cam.name,
@@ -52,19 +52,19 @@ def run(cfg: DictConfig) -> dict:
         "seed_miou": sweep["best_miou"],
         "best_threshold": sweep["best_threshold"],
         "curve": {"thresholds": sweep["thresholds"], "miou": sweep["miou"]},
-        "per_class_iou": dict(zip(CLASS_NAMES_BG, [None if np.isnan(v) else float(v) for v in iou])),
+        "per_class_iou": iou_by_class(iou, CLASS_NAMES_BG),
     }
     if cfg.eval_cam.get("crf"):
-        from advcam_pl.refine.crf import evaluate_crf_seeds
+        from advcam_pl.refine.crf import crf_seed_confusion
 
-        crf_conf = evaluate_crf_seeds(
-            reader, cam_dir, sweep["best_threshold"], cfg.irn.crf, num_workers=cfg.irn.get("num_workers", 0)
-        )
+        crf_conf = crf_seed_confusion(
+            seed_items(reader, cam_dir, with_image=True), sweep["best_threshold"],
+            num_workers=int(cfg.irn.get("num_workers", 0)), total=len(reader.ids),
+            **OmegaConf.to_container(cfg.irn.crf, resolve=True),
+        )  # fmt: skip
         crf_iou = iou_from_confusion(crf_conf)
         metrics["seed_crf_miou"] = float(np.nanmean(crf_iou))
-        metrics["per_class_iou_crf"] = dict(
-            zip(CLASS_NAMES_BG, [None if np.isnan(v) else float(v) for v in crf_iou])
-        )
+        metrics["per_class_iou_crf"] = iou_by_class(crf_iou, CLASS_NAMES_BG)
     metrics["objective"] = metrics["seed_miou"]
     atomic_save_json(cfg.artifacts.cam_metrics, metrics)
 
@@ -82,11 +82,4 @@ def run(cfg: DictConfig) -> dict:
 
 
 def is_done(cfg: DictConfig) -> bool:
-    # Metrics are cheap to recompute, and a stale JSON would hide new maps: only skip when the
-    # metrics are newer than every CAM file they were computed from.
-    metrics = Path(cfg.artifacts.cam_metrics)
-    cam_dir = Path(cfg.artifacts.cam_dir)
-    if not metrics.is_file() or not cam_dir.is_dir():
-        return False
-    newest_cam = max((p.stat().st_mtime for p in cam_dir.glob("*.npz")), default=0.0)
-    return metrics.stat().st_mtime >= newest_cam
+    return is_fresh([cfg.artifacts.cam_metrics], Path(cfg.artifacts.cam_dir).glob(f"*{CAM_SUFFIX}"))

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -34,10 +33,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from advcam_pl.data.segmentation import SegmentationDataModule
 from advcam_pl.data.voc import CLASS_NAMES_BG, LIST_DIR, VOCReader, read_mask_file
-from advcam_pl.evaluation import ConfusionMatrix, per_class_table
+from advcam_pl.evaluation import ConfusionMatrix, iou_by_class, per_class_table
 from advcam_pl.evaluation.export import check_submission, make_archive, server_dir, wide_iou_table
-from advcam_pl.io import atomic_save_json, atomic_save_palette_png
-from advcam_pl.pipeline.common import build_trainer, data_root, log_metrics, stage_loggers
+from advcam_pl.io import atomic_save_json
+from advcam_pl.pipeline.common import build_trainer, data_root, is_fresh, log_metrics, stage_loggers
+from advcam_pl.training.callbacks import SegmentationWriter
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def fingerprint(cfg: DictConfig) -> str:
 
 def is_done(cfg: DictConfig) -> bool:
     metrics_path = Path(cfg.artifacts.seg_metrics)
-    if not metrics_path.is_file() or not Path(cfg.artifacts.seg_ckpt).is_file():
+    if not is_fresh([metrics_path], [cfg.artifacts.seg_ckpt]):
         return False
     try:
         metrics = json.loads(metrics_path.read_text())
@@ -117,60 +117,10 @@ def _drop_stale_predictions(cfg: DictConfig, current: str) -> None:
     atomic_save_json(marker, {"fingerprint": current, "checkpoint": str(cfg.artifacts.seg_ckpt)})
 
 
-# -- writing predictions --------------------------------------------------------------------------
+# -- predictions ----------------------------------------------------------------------------------
 
 
-def write_labels(image: np.ndarray, probs: np.ndarray, crf: dict | None, targets: dict[str, Path]) -> None:
-    """``probs`` ``[C, H, W]`` → palette PNGs: ``targets["no_crf"]`` (argmax, optional) and
-    ``targets["final"]`` (argmax after the CRF when ``crf``)."""
-    if "no_crf" in targets:
-        atomic_save_palette_png(targets["no_crf"], probs.argmax(0).astype(np.uint8))
-    if crf is not None:
-        from advcam_pl.refine.crf import crf_inference_prob
-
-        probs = crf_inference_prob(image, probs, **crf)
-    atomic_save_palette_png(targets["final"], probs.argmax(0).astype(np.uint8))
-
-
-def _write_labels_job(args: tuple) -> None:
-    write_labels(*args)
-
-
-class PredictionWriter(pl.Callback):
-    """Turns the model's predict output (softmax ``[1, C, H, W]``) into PNGs; the CRF runs inline or
-    in ``num_workers`` spawned processes while the model goes on with the next images."""
-
-    def __init__(self, crf: dict | None, num_workers: int = 0):
-        self.crf, self.num_workers = crf, int(num_workers)
-        self.targets: Callable[[str], dict[str, Path]] | None = None
-        self._pool = None
-        self._pending: list = []
-
-    def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.num_workers > 0 and self.crf is not None:
-            self._pool = multiprocessing.get_context("spawn").Pool(self.num_workers)
-
-    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        assert self.targets is not None
-        probs = outputs[0].float().cpu().numpy()
-        job = (batch["image_uint8"], probs, self.crf, self.targets(batch["id"][0]))
-        if self._pool is None:
-            write_labels(*job)
-            return
-        self._pending.append(self._pool.apply_async(_write_labels_job, (job,)))
-        while len(self._pending) > 2 * self.num_workers:
-            self._pending.pop(0).get()
-
-    def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._pool is not None:
-            for result in self._pending:
-                result.get()
-            self._pool.close()
-            self._pool.join()
-            self._pool, self._pending = None, []
-
-
-def _predict_split(trainer: pl.Trainer, model: pl.LightningModule, writer: PredictionWriter, root: Path,
+def _predict_split(trainer: pl.Trainer, model: pl.LightningModule, writer: SegmentationWriter, root: Path,
                    split: str, targets: Callable[[str], dict[str, Path]], num_workers: int,
                    skip_bad: bool) -> int:
     """Predict every id of ``split`` whose target PNGs do not all exist; returns how many."""
@@ -204,10 +154,6 @@ def score(reader: VOCReader, pred_dir: Path, skip_missing: bool = False) -> tupl
     return conf, n
 
 
-def _iou_dict(iou: np.ndarray) -> dict[str, float | None]:
-    return dict(zip(CLASS_NAMES_BG, [None if np.isnan(v) else float(v) for v in iou]))
-
-
 # -- the stage ------------------------------------------------------------------------------------
 
 
@@ -222,7 +168,7 @@ def run(cfg: DictConfig) -> dict:
     crf = crf_params(cfg)
     model = load_deeplab(cfg.artifacts.seg_ckpt, test_scales=list(ev.scales), test_flip=bool(ev.flip),
                          test_fuse=str(ev.fuse))
-    writer = PredictionWriter(crf, ev.get("crf_workers", 0))
+    writer = SegmentationWriter(crf, ev.get("crf_workers", 0))
     trainer = build_trainer(cfg, (), [writer])
 
     def val_targets(image_id: str) -> dict[str, Path]:
@@ -251,11 +197,11 @@ def run(cfg: DictConfig) -> dict:
     reader = VOCReader(root, cfg.data.val_list)
     conf, n_scored = score(reader, dirs["val"], skip_missing=skip_bad)
     iou = conf.iou
-    metrics.update(num_images=n_scored, miou=float(np.nanmean(iou)), per_class_iou=_iou_dict(iou))
+    metrics.update(num_images=n_scored, miou=float(np.nanmean(iou)), per_class_iou=iou_by_class(iou, CLASS_NAMES_BG))
     rows = {f"{cfg.cam.name} + {cfg.model.name}" + (" + CRF" if crf else ""): iou}
     if "val_no_crf" in dirs:
         iou_no_crf = score(reader, dirs["val_no_crf"], skip_missing=skip_bad)[0].iou
-        metrics.update(miou_no_crf=float(np.nanmean(iou_no_crf)), per_class_iou_no_crf=_iou_dict(iou_no_crf))
+        metrics.update(miou_no_crf=float(np.nanmean(iou_no_crf)), per_class_iou_no_crf=iou_by_class(iou_no_crf, CLASS_NAMES_BG))
         rows = {f"{cfg.cam.name} + {cfg.model.name}": iou_no_crf, **rows}
     if ids is not None:
         check_submission(Path(cfg.artifacts.seg_pred_dir), ids, ev.competition)

@@ -1,7 +1,8 @@
 """Stage eval_sem_seg: mIoU of the pseudo masks against the ground truth of ``cfg.data.eval_list``.
 
 Reads ``cfg.artifacts.sem_seg_dir/<id>.png`` and the GT masks; writes ``cfg.artifacts.sem_seg_metrics``
-(JSON: mIoU, per-class IoU, confusion matrix, text table). The objective is the mIoU.
+(JSON: ``miou``, ``per_class_iou``, confusion matrix, text table). The objective is the mIoU. Done
+while the JSON is newer than every pseudo mask.
 """
 
 from __future__ import annotations
@@ -13,15 +14,15 @@ from omegaconf import DictConfig
 
 from advcam_pl.data.affinity import read_label_png
 from advcam_pl.data.voc import CLASS_NAMES_BG, VOCReader
-from advcam_pl.evaluation import ConfusionMatrix, per_class_table
+from advcam_pl.evaluation import ConfusionMatrix, iou_by_class, per_class_table
 from advcam_pl.io import atomic_save_json
-from advcam_pl.pipeline.common import data_root, log_metrics, missing_outputs, stage_loggers
+from advcam_pl.pipeline.common import data_root, is_fresh, log_metrics, missing_outputs, stage_loggers
 
 log = logging.getLogger(__name__)
 
 
 def is_done(cfg: DictConfig) -> bool:
-    return Path(cfg.artifacts.sem_seg_metrics).is_file()
+    return is_fresh([cfg.artifacts.sem_seg_metrics], Path(cfg.artifacts.sem_seg_dir).glob("*.png"))
 
 
 def run(cfg: DictConfig) -> dict:
@@ -43,7 +44,7 @@ def run(cfg: DictConfig) -> dict:
     miou = confusion.miou
     result = {
         "miou": miou,
-        "iou": {name: (None if value != value else float(value)) for name, value in zip(CLASS_NAMES_BG, iou)},
+        "per_class_iou": iou_by_class(iou, CLASS_NAMES_BG),
         "num_images": len(reader.ids),
         "split": str(cfg.data.eval_list),
         "confusion": confusion.matrix.tolist(),

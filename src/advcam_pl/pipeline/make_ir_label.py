@@ -9,12 +9,15 @@ Reads ``cfg.artifacts.cam_dir/<id>.npz`` (``high_res``, ``keys``) and the images
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from advcam_pl.advcam.cam_io import cam_path, load_cam
+from advcam_pl.data.voc import VOCReader
 from advcam_pl.pipeline.common import (
     data_root,
     list_ids,
@@ -34,9 +37,16 @@ def is_done(cfg: DictConfig) -> bool:
     return out_dir.is_dir() and not missing_outputs(out_dir, list_ids(cfg, cfg.data.infer_list), ".png")
 
 
+def label_jobs(reader: VOCReader, ids: Sequence[str], cam_dir: Path, out_dir: Path) -> Iterator[tuple]:
+    """``(out_path, image, high_res, keys)`` per id, read here so the CRF workers get plain arrays."""
+    for image_id in ids:
+        cam = load_cam(cam_path(cam_dir, image_id))
+        yield out_dir / f"{image_id}.png", reader.load_image(image_id), cam["high_res"], cam["keys"]
+
+
 def run(cfg: DictConfig) -> dict:
-    root = data_root(cfg)
-    ids = list_ids(cfg, cfg.data.infer_list)
+    reader = VOCReader(data_root(cfg), cfg.data.infer_list)
+    ids = reader.ids
     cam_dir, out_dir = Path(cfg.artifacts.cam_dir), Path(cfg.artifacts.ir_label_dir)
     todo = missing_outputs(out_dir, ids, ".png")
     require_cam_files(cam_dir, todo)
@@ -44,16 +54,13 @@ def run(cfg: DictConfig) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     job = partial(
         write_ir_label,
-        root=str(root),
-        split=cfg.data.infer_list,
-        cam_dir=str(cam_dir),
-        out_dir=str(out_dir),
         fg_threshold=float(cfg.irn.ir_label.fg_threshold),
         bg_threshold=float(cfg.irn.ir_label.bg_threshold),
         crf=OmegaConf.to_container(cfg.irn.crf, resolve=True),
     )
     counts = np.zeros(3, dtype=np.int64)
-    for c in parallel_map(job, todo, num_workers=int(cfg.irn.num_workers), desc="make_ir_label"):
+    for c in parallel_map(job, label_jobs(reader, todo, cam_dir, out_dir), num_workers=int(cfg.irn.num_workers),
+                          desc="make_ir_label", total=len(todo), unpack=True):
         counts += c
     metrics: dict = {"num_images": len(ids), "num_written": len(todo)}
     if counts.sum():

@@ -17,9 +17,10 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from advcam_pl.advcam.cam_io import cam_path, load_cam
 from advcam_pl.data.transforms import normalize
 from advcam_pl.data.voc import VOCReader
-from advcam_pl.io import atomic_save_palette_png, load_npz
+from advcam_pl.io import atomic_save_palette_png
 from advcam_pl.models.irn import IRN
 from advcam_pl.pipeline.common import (
     data_root,
@@ -79,7 +80,7 @@ def run(cfg: DictConfig) -> dict:
     for item in tqdm(loader, total=len(todo), desc="make_sem_seg"):
         image = item["image"].to(device)
         edge = model.edge_map(image, pad_to=pad_to)
-        cam = load_npz(cam_dir / f"{item['id']}.npz")
+        cam = load_cam(cam_path(cam_dir, item["id"]))
         labels = sem_seg_labels(
             cam["cam"], cam["keys"], edge, tuple(image.shape[-2:]),
             radius=int(rw.radius), beta=float(rw.beta), exp_times=int(rw.exp_times),

@@ -3,21 +3,22 @@
 Reads the images of ``cfg.data.train_list`` and the label PNGs of ``cfg.model.train.label_dir``
 (default ``cfg.artifacts.sem_seg_dir``, the output of make_sem_seg; ``gt`` = the dataset's masks);
 writes ``cfg.artifacts.seg_ckpt`` (atomically, at the end). A killed run resumes from the progress
-checkpoint ``<seg_ckpt stem>.progress.ckpt`` written every ``train.save_every_n_steps`` steps.
+checkpoint ``<seg_ckpt stem>.progress.ckpt`` written every ``train.save_every_n_steps`` steps
+(:class:`~advcam_pl.training.callbacks.ProgressCheckpoint`). Extra callbacks: ``cfg.callbacks``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import hydra
-import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from advcam_pl.data.segmentation import SegmentationDataModule
-from advcam_pl.pipeline.common import build_trainer, data_root, log_metrics, stage_loggers
+from advcam_pl.pipeline.common import build_trainer, data_root, log_metrics, stage_loggers, training_callbacks
+from advcam_pl.training.callbacks import ProgressCheckpoint
+from advcam_pl.training.checkpoint import save_checkpoint_atomic
 
 log = logging.getLogger(__name__)
 
@@ -29,31 +30,6 @@ def progress_path(cfg: DictConfig) -> Path:
 
 def is_done(cfg: DictConfig) -> bool:
     return Path(cfg.artifacts.seg_ckpt).is_file()
-
-
-def save_checkpoint_atomic(trainer: pl.Trainer, path: str | os.PathLike, weights_only: bool = False) -> Path:
-    """``trainer.save_checkpoint`` to a temporary name, then rename (rank 0 writes, all ranks call)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    trainer.save_checkpoint(tmp, weights_only=weights_only)
-    if trainer.is_global_zero:
-        os.replace(tmp, path)
-    trainer.strategy.barrier("save_checkpoint_atomic")
-    return path
-
-
-class ProgressCheckpoint(pl.Callback):
-    """Every ``every_n_steps`` optimiser steps, a full checkpoint (optimiser and schedule included)."""
-
-    def __init__(self, path: str | os.PathLike, every_n_steps: int):
-        self.path, self.every_n_steps, self._last_step = Path(path), int(every_n_steps), -1
-
-    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
-        step = trainer.global_step
-        if step and step != self._last_step and step % self.every_n_steps == 0 and step < trainer.max_steps:
-            self._last_step = step
-            save_checkpoint_atomic(trainer, self.path)
 
 
 def datamodule_from_cfg(cfg: DictConfig) -> SegmentationDataModule:
@@ -83,8 +59,7 @@ def run(cfg: DictConfig) -> dict:
         callbacks.append(ProgressCheckpoint(progress, tr.save_every_n_steps))
     val_batches = int(tr.get("val_batches", 0) or 0)
     with stage_loggers(cfg, "train_seg") as loggers:
-        if loggers:
-            callbacks.append(pl.callbacks.LearningRateMonitor(logging_interval="step"))
+        callbacks += training_callbacks(cfg, loggers)
         trainer = build_trainer(
             cfg, loggers, callbacks,
             max_steps=tr.max_steps,

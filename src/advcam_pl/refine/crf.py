@@ -4,10 +4,12 @@ Two unaries: hard labels with confidence ``gt_prob`` (IR labels, seed + CRF) and
 (refining a soft map). Pairwise terms: a Gaussian (``sxy`` 3, ``compat`` 3) and a bilateral
 (``sxy`` 50, ``srgb`` 5, ``compat`` 10) kernel, 10 mean-field iterations.
 
-:func:`parallel_map` runs a per-image function over many images in worker processes; the CRF is
-single-threaded C++, so processes are how it scales. Workers are *spawned* (not forked), so a
-parent that already runs torch threads cannot deadlock them; a job must be a picklable
-module-level function (or a ``functools.partial`` of one) that reads its own inputs.
+Everything here takes arrays (and output paths); reading images, masks and CAM files is the
+stages' job. :func:`parallel_map` runs a per-image function over many images in worker processes;
+the CRF is single-threaded C++, so processes are how it scales. Workers are *spawned* (not forked),
+so a parent that already runs torch threads cannot deadlock them; a job must be a picklable
+module-level function (or a ``functools.partial`` of one) of this light module, so a worker
+imports numpy and pydensecrf, not torch.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any
@@ -149,93 +152,87 @@ def crf_seed_labels(img: np.ndarray, high_res: np.ndarray, keys: np.ndarray, thr
     return np.concatenate([[0], keys + 1])[refined].astype(np.uint8)
 
 
+def write_label_pngs(image: np.ndarray, probs: np.ndarray, crf: Mapping[str, Any] | None,
+                     targets: Mapping[str, str | os.PathLike]) -> None:
+    """Class probabilities ``[C, H, W]`` of an RGB uint8 ``image`` ``[H, W, 3]`` → palette PNGs
+    (atomic): ``targets["no_crf"]`` (argmax, optional) and ``targets["final"]`` (argmax after
+    :func:`crf_inference_prob` with keywords ``crf``, or the plain argmax when ``crf`` is None)."""
+    from advcam_pl.io import atomic_save_palette_png
+
+    if "no_crf" in targets:
+        atomic_save_palette_png(targets["no_crf"], probs.argmax(0).astype(np.uint8))
+    if crf is not None:
+        probs = crf_inference_prob(image, probs, **crf)
+    atomic_save_palette_png(targets["final"], probs.argmax(0).astype(np.uint8))
+
+
 # -- many images in worker processes -------------------------------------------------------------
 
 
-def parallel_map(fn: Callable[[Any], Any], items: Iterable[Any], num_workers: int = 0,
-                 desc: str | None = None, chunksize: int = 1) -> Iterator[Any]:
-    """``fn(item)`` for every item, in order, with a tqdm bar.
+def parallel_map(fn: Callable[..., Any], items: Iterable[Any], num_workers: int = 0,
+                 desc: str | None = None, total: int | None = None, unpack: bool = False) -> Iterator[Any]:
+    """``fn(item)`` (``fn(*item)`` when ``unpack``) for every item, in order, with a tqdm bar.
 
     ``num_workers <= 0`` runs in this process; otherwise in that many spawned processes, so
     ``fn`` must be picklable, and a calling *script* needs the ``if __name__ == "__main__":`` guard
-    (spawned workers import the main module; ``python -m advcam_pl`` has it). Results are yielded
-    in order as they come (consume the iterator).
+    (spawned workers import the main module; ``python -m advcam_pl`` has it). ``items`` is consumed
+    lazily, at most ``2 · num_workers`` ahead of the results, so a generator that reads each
+    image's arrays keeps memory bounded. Results are yielded in order (consume the iterator).
     """
     from tqdm.auto import tqdm
 
-    items = list(items)
-    if num_workers <= 0 or len(items) <= 1:
-        for item in tqdm(items, desc=desc, disable=desc is None):
-            yield fn(item)
-        return
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(min(num_workers, len(items))) as pool:
-        yield from tqdm(pool.imap(fn, items, chunksize=chunksize), total=len(items), desc=desc,
-                        disable=desc is None)
+    if total is None and isinstance(items, Sequence):
+        total = len(items)
+    bar = tqdm(total=total, desc=desc, disable=desc is None)
+    try:
+        if num_workers <= 0 or (total is not None and total <= 1):
+            for item in items:
+                yield fn(*item) if unpack else fn(item)
+                bar.update()
+            return
+        context = multiprocessing.get_context("spawn")
+        workers = num_workers if total is None else min(num_workers, total)
+        with context.Pool(workers) as pool:
+            pending: deque = deque()
+            for item in items:
+                pending.append(pool.apply_async(fn, tuple(item) if unpack else (item,)))
+                if len(pending) > 2 * workers:
+                    yield pending.popleft().get()
+                    bar.update()
+            while pending:
+                yield pending.popleft().get()
+                bar.update()
+    finally:
+        bar.close()
 
 
-class SeedCRFItems:
-    """Picklable loader of ``(image, high_res, keys, gt)`` for :func:`crf_seed_confusion`: images
-    and masks from ``VOCReader(root, split)``, CAMs from ``cam_dir/<id>.npz``."""
-
-    def __init__(self, root: str, split: str, cam_dir: str):
-        self.root, self.split, self.cam_dir = str(root), str(split), str(cam_dir)
-        self._reader = None
-
-    def __getstate__(self):
-        return {"root": self.root, "split": self.split, "cam_dir": self.cam_dir, "_reader": None}
-
-    def __call__(self, image_id: str):
-        from pathlib import Path
-
-        from advcam_pl.data.voc import VOCReader
-        from advcam_pl.io import load_npz
-
-        if self._reader is None:
-            self._reader = VOCReader(self.root, self.split)
-        cam = load_npz(Path(self.cam_dir) / f"{image_id}.npz")
-        return (self._reader.load_image(image_id), cam["high_res"], cam["keys"],
-                self._reader.load_mask(image_id))
-
-
-def _seed_crf_confusion_job(image_id: str, load: Callable, thresholds: Sequence[float], crf: dict) -> np.ndarray:
+def _seed_crf_confusion_job(img: np.ndarray, high_res: np.ndarray, keys: np.ndarray, gt: np.ndarray, *,
+                            thresholds: Sequence[float], crf: dict) -> np.ndarray:
     from advcam_pl.evaluation import confusion_matrix
 
-    img, high_res, keys, gt = load(image_id)
     return np.stack([confusion_matrix(crf_seed_labels(img, high_res, keys, t, **crf), gt) for t in thresholds])
 
 
 def crf_seed_confusion(
-    ids: Sequence[str],
-    load: Callable[[str], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+    items: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
     thresholds: float | Sequence[float],
     num_workers: int = 0,
     desc: str | None = "seed + CRF",
+    total: int | None = None,
     **crf: Any,
 ) -> np.ndarray:
-    """Confusion matrix of the CRF-refined seeds over ``ids``, computed in ``num_workers`` processes.
+    """Confusion matrix of the CRF-refined seeds over many images, in ``num_workers`` processes.
 
     Args:
-        load: picklable ``id → (img uint8 [H, W, 3], high_res [n, H, W], keys [n], gt [H, W])``,
-            e.g. :class:`SeedCRFItems`.
+        items: ``(img uint8 [H, W, 3], high_res [n, H, W], keys [n], gt [H, W])`` per image; a
+            generator is read lazily (see :func:`parallel_map`; ``total`` sizes the progress bar).
         thresholds: one background threshold → ``[21, 21]``; a sequence → ``[T, 21, 21]``.
         crf: overrides of :data:`CRF_DEFAULTS` (e.g. ``**cfg.irn.crf``).
     """
     single = np.isscalar(thresholds)
     ts = [float(thresholds)] if single else [float(t) for t in thresholds]
-    total = np.zeros((len(ts), NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
-    job = partial(_seed_crf_confusion_job, load=load, thresholds=ts, crf=dict(crf))
-    for conf in parallel_map(job, ids, num_workers=num_workers, desc=desc):
-        total += conf
-    return total[0] if single else total
-
-
-def evaluate_crf_seeds(reader, cam_dir: str | os.PathLike, threshold: float | Sequence[float],
-                       crf: Mapping[str, Any] | None = None, num_workers: int = 0) -> np.ndarray:
-    """Seed + CRF confusion over a :class:`~advcam_pl.data.voc.VOCReader`'s split (eval_cam's "+CRF").
-
-    ``crf``: keyword overrides of :data:`CRF_DEFAULTS` (``cfg.irn.crf``). Returns ``[21, 21]``
-    (``[T, 21, 21]`` for a sequence of thresholds).
-    """
-    load = SeedCRFItems(str(reader.root), reader.split, str(cam_dir))
-    return crf_seed_confusion(reader.ids, load, threshold, num_workers=num_workers, **dict(crf or {}))
+    total_conf = np.zeros((len(ts), NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
+    job = partial(_seed_crf_confusion_job, thresholds=ts, crf=dict(crf))
+    for conf in parallel_map(job, items, num_workers=num_workers, desc=desc, total=total, unpack=True):
+        total_conf += conf
+    return total_conf[0] if single else total_conf

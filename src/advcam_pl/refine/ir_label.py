@@ -12,8 +12,7 @@ IRN ``step/cam_to_ir_label.py`` on the full-resolution ``high_res`` CAMs:
 
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
+import os
 from typing import Any
 
 import numpy as np
@@ -66,28 +65,15 @@ def ir_label(img: np.ndarray | None, high_res: np.ndarray, keys: np.ndarray, fg_
     return combine_confident(fg_conf, bg_conf)
 
 
-# -- one image of the make_ir_label stage (runs in a CRF worker process) --------------------------
+def write_ir_label(out_path: str | os.PathLike, img: np.ndarray, high_res: np.ndarray, keys: np.ndarray, *,
+                   fg_threshold: float = 0.35, bg_threshold: float = 0.15,
+                   crf: dict[str, Any] | bool | None = None) -> np.ndarray:
+    """:func:`ir_label` of one image, written to ``out_path`` (palette PNG, atomic); a job of the
+    make_ir_label stage's CRF workers. Returns the pixel counts ``[foreground, background, ignore]``."""
+    from advcam_pl.io import atomic_save_palette_png
 
-
-@lru_cache(maxsize=4)
-def _reader(root: str, split: str):
-    from advcam_pl.data.voc import VOCReader
-
-    return VOCReader(root, split)
-
-
-def write_ir_label(image_id: str, *, root: str, split: str, cam_dir: str, out_dir: str, fg_threshold: float,
-                   bg_threshold: float, crf: dict[str, Any] | None = None) -> np.ndarray:
-    """Read ``<id>`` image and CAM file, write ``out_dir/<id>.png`` (palette, atomic).
-
-    Returns the pixel counts ``[foreground, background, ignore]``.
-    """
-    from advcam_pl.io import atomic_save_palette_png, load_npz
-
-    cam = load_npz(Path(cam_dir) / f"{image_id}.npz")
-    img = _reader(root, split).load_image(image_id)
-    label = ir_label(img, cam["high_res"], cam["keys"], fg_threshold, bg_threshold, crf)
-    atomic_save_palette_png(Path(out_dir) / f"{image_id}.png", label)
+    label = ir_label(img, high_res, keys, fg_threshold, bg_threshold, crf)
+    atomic_save_palette_png(out_path, label)
     ignore = int((label == IGNORE_INDEX).sum())
     background = int((label == 0).sum())
     return np.array([label.size - ignore - background, background, ignore], dtype=np.int64)

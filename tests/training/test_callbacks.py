@@ -1,0 +1,79 @@
+"""Training plumbing: the atomic checkpoint and its barrier, the progress checkpoint, cfg.callbacks."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from pytorch_lightning.callbacks import LearningRateMonitor
+from pytorch_lightning.loggers import CSVLogger
+
+from advcam_pl.pipeline.common import training_callbacks
+from advcam_pl.training.callbacks import ProgressCheckpoint, SegmentationWriter
+from advcam_pl.training.checkpoint import save_checkpoint_atomic
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+
+class FakeTrainer:
+    """Records what save_checkpoint_atomic does, in order; ``rank`` 0 writes and renames."""
+
+    def __init__(self, rank: int = 0, global_step: int = 0, max_steps: int = -1):
+        self.is_global_zero, self.global_step, self.max_steps = rank == 0, global_step, max_steps
+        self.events: list = []
+        self.strategy = self
+
+    def save_checkpoint(self, path, weights_only=False):
+        self.events.append(("save", Path(path).name, weights_only))
+        if self.is_global_zero:
+            Path(path).write_text("checkpoint")
+
+    def barrier(self, name=None):
+        self.events.append(("barrier", sorted(p.name for p in self.folder.iterdir())))
+
+
+def test_checkpoint_is_renamed_before_every_rank_passes_the_barrier(tmp_path):
+    path = tmp_path / "ckpt" / "irn.ckpt"
+    trainer = FakeTrainer(rank=0)
+    trainer.folder = path.parent
+    assert save_checkpoint_atomic(trainer, path, weights_only=True) == path
+    assert trainer.events == [("save", ".irn.ckpt.tmp", True), ("barrier", ["irn.ckpt"])]
+    assert path.read_text() == "checkpoint"
+
+    other = FakeTrainer(rank=1)  # another rank: no write, no rename, but it waits at the barrier too
+    other.folder = path.parent
+    save_checkpoint_atomic(other, path)
+    assert other.events == [("save", ".irn.ckpt.tmp", False), ("barrier", ["irn.ckpt"])]
+
+
+def test_progress_checkpoint_every_n_steps_but_not_at_the_end(tmp_path):
+    callback = ProgressCheckpoint(tmp_path / "seg.progress.ckpt", every_n_steps=2)
+    saved = []
+    for step in [1, 2, 2, 3, 4, 6]:
+        trainer = FakeTrainer(global_step=step, max_steps=6)
+        trainer.folder = tmp_path
+        callback.on_train_batch_end(trainer)
+        saved += [step] if trainer.events else []
+    assert saved == [2, 4]  # step 2 once (accumulation repeats it), step 6 is the end of training
+    assert (tmp_path / "seg.progress.ckpt").is_file()
+
+
+def compose_callbacks(*overrides):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
+
+
+def test_training_callbacks_come_from_the_config(tmp_path):
+    cfg = compose_callbacks()
+    assert training_callbacks(cfg, loggers=[]) == []  # a LearningRateMonitor needs a logger
+    (monitor,) = training_callbacks(cfg, loggers=[CSVLogger(tmp_path)])
+    assert isinstance(monitor, LearningRateMonitor) and monitor.logging_interval == "step"
+    cfg = compose_callbacks("callbacks=none",
+                            "+callbacks.summary={_target_: pytorch_lightning.callbacks.ModelSummary, max_depth: 2}")
+    (summary,) = training_callbacks(cfg, loggers=[])
+    assert type(summary).__name__ == "ModelSummary"
+
+
+def test_segmentation_writer_needs_its_targets():
+    writer = SegmentationWriter(crf=None)
+    with pytest.raises(RuntimeError, match="targets is not set"):
+        writer.on_predict_start(None, None)
