@@ -2,8 +2,8 @@
 
 IRN ``voc12/dataloader.py`` (``VOC12AffinityDataset``): rescale image (bicubic) and IR label
 (nearest) by a random factor in [0.5, 1.5], normalise, random flip, random ``crop_size`` crop
-(image padded with 0, label with 255), label subsampled to stride 4 (``label[::4, ::4]``, what
-``cv2.resize(fx=0.25, INTER_NEAREST)`` picks). The pair labels (``GetAffinityLabelFromIndices``)
+(image padded with 0, label with 255), label reduced to stride 4 by ``imutils.pil_rescale(label, 0.25, 0)``
+(PIL nearest, which samples pixel ``4i + 2``: :func:`stride4_labels`). The pair labels (``GetAffinityLabelFromIndices``)
 are computed from the stride-4 label on the training device by :func:`affinity_labels` instead of
 in the loader: the same numbers, without shipping ``3 × D × N`` floats (24 MB at crop 512) per image.
 """
@@ -52,6 +52,17 @@ def affinity_labels(
     fg_pos = pos & (src > 0)
     neg = ~equal & valid
     return bg_pos.float(), fg_pos.float(), neg.float()
+
+
+def stride4_labels(label: np.ndarray) -> np.ndarray:
+    """``[S, S']`` labels (sides multiples of 4) → ``[S/4, S'/4]``, as IRN's ``pil_rescale(label, 0.25, 0)``.
+
+    PIL's nearest neighbour takes source pixel ``⌊(i + 0.5) · 4⌋ = 4i + 2`` (the centre of each 4×4
+    cell), not ``4i``.
+    """
+    if label.shape[0] % 4 or label.shape[1] % 4:
+        raise ValueError(f"stride-4 labels need sides that are multiples of 4, got {label.shape}")
+    return label[2::4, 2::4]
 
 
 def read_label_png(path: str | Path) -> np.ndarray:
@@ -105,7 +116,7 @@ class AffinityDataset(Dataset):
         image, label = random_crop([image, label], self.crop_size, [0.0, IGNORE_INDEX])
         return {
             "image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
-            "label": torch.from_numpy(np.ascontiguousarray(label[::4, ::4])).long(),
+            "label": torch.from_numpy(np.ascontiguousarray(stride4_labels(label))).long(),
             "id": image_id,
         }
 
