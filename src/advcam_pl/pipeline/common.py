@@ -1,6 +1,6 @@
 """What every stage needs: the data root, loggers and callbacks, a Trainer, metric logging, and the
-rules for "this stage's outputs are complete" (per item: :func:`missing_outputs`; metrics:
-:func:`is_fresh`).
+rules for "this stage's outputs are complete" (per image: :func:`all_written`, resuming with
+:func:`missing_outputs`; metrics: :func:`is_fresh`).
 
 Kept small on purpose: a stage composes these, it does not inherit from anything.
 """
@@ -121,6 +121,11 @@ def missing_outputs(folder: str | Path, ids: Sequence[str], suffix: str) -> list
     """The ids whose ``folder/<id><suffix>`` does not exist yet (the items a resumed stage still owes)."""
     folder = Path(folder)
     return [i for i in ids if not (folder / f"{i}{suffix}").is_file()]
+
+
+def all_written(folder: str | Path, ids: Sequence[str], suffix: str) -> bool:
+    """The skip rule of the per-image stages: ``folder/<id><suffix>`` exists for every id."""
+    return Path(folder).is_dir() and not missing_outputs(folder, ids, suffix)
 
 
 def is_fresh(outputs: Sequence[str | Path], inputs: Iterable[str | Path]) -> bool:

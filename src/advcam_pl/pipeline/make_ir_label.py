@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from advcam_pl.advcam.cam_io import cam_path, load_cam
 from advcam_pl.data.voc import VOCReader
 from advcam_pl.pipeline.common import (
+    all_written,
     data_root,
     list_ids,
     log_metrics,
@@ -33,8 +34,7 @@ log = logging.getLogger(__name__)
 
 
 def is_done(cfg: DictConfig) -> bool:
-    out_dir = Path(cfg.artifacts.ir_label_dir)
-    return out_dir.is_dir() and not missing_outputs(out_dir, list_ids(cfg, cfg.data.infer_list), ".png")
+    return all_written(cfg.artifacts.ir_label_dir, list_ids(cfg, cfg.data.infer_list), ".png")
 
 
 def label_jobs(reader: VOCReader, ids: Sequence[str], cam_dir: Path, out_dir: Path) -> Iterator[tuple]:

@@ -23,6 +23,7 @@ from advcam_pl.data.voc import VOCReader
 from advcam_pl.io import atomic_save_palette_png
 from advcam_pl.models.irn import IRN
 from advcam_pl.pipeline.common import (
+    all_written,
     data_root,
     list_ids,
     log_metrics,
@@ -36,8 +37,7 @@ log = logging.getLogger(__name__)
 
 
 def is_done(cfg: DictConfig) -> bool:
-    out_dir = Path(cfg.artifacts.sem_seg_dir)
-    return out_dir.is_dir() and not missing_outputs(out_dir, list_ids(cfg, cfg.data.infer_list), ".png")
+    return all_written(cfg.artifacts.sem_seg_dir, list_ids(cfg, cfg.data.infer_list), ".png")
 
 
 class _Images(Dataset):
