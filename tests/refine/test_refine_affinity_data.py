@@ -3,7 +3,6 @@
 import numpy as np
 import pytest
 import torch
-
 from PIL import Image
 
 from advcam_pl.data.affinity import AffinityDataModule, AffinityDataset, stride4_labels
