@@ -75,12 +75,13 @@ class AuxDecoder(nn.Module):
 class VATDecoder(AuxDecoder):
     """I-VAT: ``head(z + r_adv)``, ``r_adv`` adversarial to this decoder's own head."""
 
-    def __init__(self, *args, xi: float = 1e-6, eps: float = 2.0, iterations: int = 1, **kwargs):
+    def __init__(self, *args, xi: float = 1e-6, eps: float = 2.0, iterations: int = 1,
+                 norm_floor: float = 1e-8, **kwargs):  # fmt: skip
         super().__init__(*args, **kwargs)
-        self.xi, self.eps, self.iterations = xi, eps, iterations
+        self.xi, self.eps, self.iterations, self.norm_floor = xi, eps, iterations, norm_floor
 
     def perturb(self, z, guide):
-        return z + P.vat_perturbation(z, self.head, self.xi, self.eps, self.iterations)
+        return z + P.vat_perturbation(z, self.head, self.xi, self.eps, self.iterations, self.norm_floor)
 
 
 class DropOutDecoder(AuxDecoder):
