@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from cct_testing import tiny_cct
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
@@ -22,7 +23,6 @@ from advcam_pl.models.cct.losses import (
     weak_loss,
 )
 from advcam_pl.models.cct.module import poly_factor
-from cct_testing import tiny_cct
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 

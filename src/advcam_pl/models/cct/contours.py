@@ -47,31 +47,37 @@ class Contour:
 
 def _trace(image: np.ndarray, y0: int, x0: int) -> list[tuple[int, int]]:
     """Compressed outer border of the blob whose first raster pixel is ``(y0, x0)`` in ``image``
-    (bool, framed by background). Points are in ``image``'s coordinates, (x, y)."""
+    (bool, framed by background). Points are in ``image``'s coordinates, (x, y).
+
+    Walks flat indices into the image's bytes (OpenCV's ``deltas``): numpy scalar indexing would be
+    several times slower, and this loop runs once per border pixel.
+    """
+    width = image.shape[1]
+    pixels = np.ascontiguousarray(image, dtype=np.uint8).tobytes()
+    deltas = [dx + dy * width for dx, dy in zip(_DX, _DY)] * 2
+    i0 = y0 * width + x0
     s = 4  # the pixel west of the start is background
     for _ in range(8):  # clockwise search for the first neighbour
         s = (s - 1) & 7
-        if image[y0 + _DY[s], x0 + _DX[s]]:
+        if pixels[i0 + deltas[s]]:
             break
     else:
         return [(x0, y0)]  # a lone pixel
-    y1, x1 = y0 + _DY[s], x0 + _DX[s]
-    y3, x3 = y0, x0
+    i1, i3 = i0 + deltas[s], i0
     prev_s = s ^ 4
     points = []
     while True:
-        for _ in range(8):  # counter-clockwise search, starting after the pixel we came from
+        s += 1  # counter-clockwise search, starting after the pixel we came from
+        while not pixels[i3 + deltas[s]]:
             s += 1
-            if image[y3 + _DY[s & 7], x3 + _DX[s & 7]]:
-                break
         s &= 7
         if s != prev_s:
-            points.append((x3, y3))
+            points.append(divmod(i3, width)[::-1])
             prev_s = s
-        y4, x4 = y3 + _DY[s], x3 + _DX[s]
-        if (y4, x4) == (y0, x0) and (y3, x3) == (y1, x1):
+        i4 = i3 + deltas[s]
+        if i4 == i0 and i3 == i1:
             return points
-        y3, x3 = y4, x4
+        i3 = i4
         s = (s + 4) & 7
 
 
