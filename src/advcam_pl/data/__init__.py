@@ -20,6 +20,7 @@ _EXPORTS = {
         "ClassificationDataModule", "ClassificationDataset", "InferenceDataModule", "MultiScaleDataset",
         "SegmentationDataset", "ShardSampler", "collate_single",
     ),
+    "semi": ("CCTTrainTransform", "SemiDataModule"),
 }  # fmt: skip
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_MODULE_OF)
