@@ -2,8 +2,8 @@
 
     python -m advcam_pl.demo [--out outputs/demo] [hydra overrides ...]
 
-Composes ``experiment=demo`` (conf/experiment/demo.yaml holds every demo setting: small configs
-of the same code, the seed methods, AdvCAM's T) and runs its ``stages`` with
+Composes ``experiment=demo`` (conf/experiment/demo.yaml: small configs of the same code, the
+seed methods; conf/experiment_cam/demo_advcam.yaml: AdvCAM's T = 8) and runs its ``stages`` with
 :func:`~advcam_pl.pipeline.run_pipeline` once per seed method of ``demo.methods``; only the
 method ``demo.seg_seeds`` trains and evaluates the segmentation network. Prints one table: seed,
 seed + CRF, pseudo-mask and segmentation mIoU. Each stage skips itself when its outputs are
@@ -40,7 +40,8 @@ def method_stages(cfg: DictConfig, method: str) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, DictConfig]:
     """Run the demo; returns the config each table row ran with (label → config)."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m advcam_pl.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", help="where data, checkpoints, maps and metrics go "
                                       "(paths.work_dir; default: outputs/demo)")
     parser.add_argument("overrides", nargs="*",
