@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from advcam_pl.pipeline.report import Column, format_table, read_metrics
+from omegaconf import OmegaConf
+
+from advcam_pl.io import atomic_save_json
+from advcam_pl.pipeline.report import Column, chain_metrics, format_table, read_metrics
 
 
 def test_values_are_percent_right_aligned_under_their_headers_and_missing_ones_dashed():
@@ -30,3 +33,12 @@ def test_metrics_of_a_stage_not_run_yet_are_empty_and_a_broken_file_is_named(tmp
     with caplog.at_level(logging.WARNING):
         assert read_metrics(broken) == {}
     assert str(broken) in caplog.text
+
+
+def test_segmentation_metrics_count_only_for_a_chain_that_evaluates_the_segmentation(tmp_path):
+    atomic_save_json(tmp_path / "seg.json", {"miou": 0.5})
+    artifacts = {k: str(tmp_path / f"{k}.json") for k in ("cam_metrics", "sem_seg_metrics")}
+    cfg = OmegaConf.create({"stages": "eval_seg", "artifacts": {**artifacts, "seg_metrics": str(tmp_path / "seg.json")}})
+    assert chain_metrics(cfg) == {"cam": {}, "mask": {}, "seg": {"miou": 0.5}}
+    cfg.stages = ["train_cam", "make_cam"]
+    assert chain_metrics(cfg)["seg"] == {}

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,7 @@ def run_pipeline(cfg: DictConfig) -> list[StageResult]:
     complete is skipped when ``cfg.skip_done``."""
     from advcam_pl.pipeline.common import seed_everything
 
-    stages = cfg.stages
-    names = stage_names(list(stages) if isinstance(stages, ListConfig) else stages)
+    names = stage_names(cfg.stages)
     seed_everything(cfg.get("seed", 0))
     results = []
     for name in names:

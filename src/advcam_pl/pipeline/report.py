@@ -63,7 +63,9 @@ def read_metrics(path: str | Path) -> dict:
 def chain_metrics(cfg: DictConfig) -> dict:
     """The weak chain's metrics files for ``cfg.cam``: ``{"cam": eval_cam's, "mask":
     eval_sem_seg's, "seg": eval_seg's}`` (``seg`` empty unless ``eval_seg`` is in ``cfg.stages``)."""
-    runs_seg = "eval_seg" in list(cfg.stages)
+    from advcam_pl.pipeline import stage_names
+
+    runs_seg = "eval_seg" in stage_names(cfg.stages)
     return {"cam": read_metrics(cfg.artifacts.cam_metrics),
             "mask": read_metrics(cfg.artifacts.sem_seg_metrics),
             "seg": read_metrics(cfg.artifacts.seg_metrics) if runs_seg else {}}

@@ -54,8 +54,7 @@ def check_voc_root(cfg: DictConfig) -> list[str]:
 
 def stage_status(cfg: DictConfig) -> list[tuple[str, bool]]:
     """``[(stage, outputs complete?), ...]`` for ``cfg.stages``."""
-    names = pipeline.stage_names(list(cfg.stages))
-    return [(name, bool(pipeline.stage_module(name).is_done(cfg))) for name in names]
+    return [(name, bool(pipeline.stage_module(name).is_done(cfg))) for name in pipeline.stage_names(cfg.stages)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
