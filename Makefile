@@ -26,8 +26,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 setup: $(VENV)/.installed  ## create .venv and install the package (editable, with dev tools)
 
-test: setup  ## run the test suite (offline, CPU, a few minutes)
-	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=900
+# What CI runs (.ci/run): every test, the ones marked `slow` included (they install the package and
+# run it from elsewhere). While editing, `make test ARGS='-m "not slow"'` leaves those out.
+test: setup  ## the whole test suite, slow tests included (offline, CPU)
+	$(BIN)/python -m pytest -q -p no:cacheprovider --timeout=900 $(ARGS)
 
 demo: setup  ## run the whole pipeline on a generated synthetic VOC-layout dataset
 	$(BIN)/python -m advcam_pl.demo --out $(DEMO_DIR) $(ARGS)

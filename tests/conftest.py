@@ -1,4 +1,5 @@
-"""Fixtures shared by all tests: the repo root, a tiny synthetic VOC tree, the real VOC fixtures."""
+"""Fixtures shared by all tests: the repo root, composed configs, a tiny synthetic VOC tree, the
+real VOC fixtures."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import DictConfig
 
+from advcam_pl.config import compose_config
 from advcam_pl.data.synthetic import generate_dataset
 
 # Tests run tiny tensors: one intra-op thread is faster than several, and far faster on a busy
@@ -29,6 +32,19 @@ SYNTHETIC_KWARGS = dict(seed=0, num_train=24, num_val=8, num_test=4, long_side=(
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT
+
+
+@pytest.fixture
+def compose_cfg(tmp_path) -> Callable[..., DictConfig]:
+    """``compose_cfg(*overrides, return_hydra_config=False)``: the root config as ``python -m
+    advcam_pl`` composes it, every output under this test's ``tmp_path``
+    (``paths.output_dir`` and ``paths.work_dir``), then ``overrides``."""
+
+    def compose(*overrides: str, return_hydra_config: bool = False) -> DictConfig:
+        return compose_config([f"paths.output_dir={tmp_path}", f"paths.work_dir={tmp_path}", *overrides],
+                              return_hydra_config=return_hydra_config)
+
+    return compose
 
 
 @pytest.fixture(scope="session")

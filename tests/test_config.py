@@ -1,42 +1,54 @@
 """Every option of every config group composes, and the root config resolves."""
 
-from pathlib import Path
-
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")
+from advcam_pl.config import CONFIG_DIR
+
+# experiment_cam is not a choice: the root config picks <experiment>_<cam>.yaml from it itself.
+GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name not in ("hydra", "experiment_cam"))
 
 
 def options(group):
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
-
-
-def compose_cfg(tmp_path, overrides=()):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("config", overrides=[f"paths.output_dir={tmp_path}", "data.root=/voc", *overrides])
+    return sorted(p.stem for p in (CONFIG_DIR / group).glob("*.yaml"))
 
 
 @pytest.mark.parametrize(
     "group,option", [(g, o) for g in GROUPS for o in options(g)], ids=lambda x: str(x)
 )
-def test_every_group_option_composes_and_resolves(group, option, tmp_path):
-    cfg = compose_cfg(tmp_path, [f"{group}={option}"])
+def test_every_group_option_composes_and_resolves(group, option, compose_cfg):
+    cfg = compose_cfg("data.root=/voc", f"{group}={option}")
     # Resolving catches interpolations that point at keys no group defines.
     container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     assert container["stages"]
 
 
-def test_artifacts_live_under_the_work_dir(tmp_path):
-    cfg = compose_cfg(tmp_path, ["paths.work_dir=/work_here"])
+@pytest.mark.parametrize("name", options("experiment_cam"))
+def test_every_experiment_cam_file_names_an_experiment_and_a_cam_option(name, compose_cfg):
+    pairs = [(e, c) for e in options("experiment") for c in options("cam") if name == f"{e}_{c}"]
+    assert len(pairs) == 1, f"experiment_cam/{name}.yaml: expected <experiment>_<cam>.yaml"
+    experiment, cam = pairs[0]
+    cfg = compose_cfg("data.root=/voc", f"experiment={experiment}", f"cam={cam}", return_hydra_config=True)
+    assert cfg.hydra.runtime.choices["experiment_cam@cam"] == name
+    assert cfg.cam.name == cam
+
+
+def test_the_demo_experiment_sets_advcams_steps_and_leaves_plain_cam_alone(compose_cfg):
+    for cam in ("advcam", "advcam_noreg"):
+        assert compose_cfg("experiment=demo", f"cam={cam}").cam.steps == 8
+        assert compose_cfg("data.root=/voc", f"cam={cam}").cam.steps == 27
+    assert "steps" not in compose_cfg("experiment=demo", "cam=cam").cam
+    assert compose_cfg("experiment=demo", "cam=advcam", "cam.steps=3").cam.steps == 3  # the command line wins
+
+
+def test_artifacts_live_under_the_work_dir(compose_cfg):
+    cfg = compose_cfg("data.root=/voc", "paths.work_dir=/work_here")
     for name, path in cfg.artifacts.items():
         assert str(path).startswith("/work_here/"), name
 
 
-def test_default_logger_is_offline_wandb(tmp_path):
-    cfg = compose_cfg(tmp_path)
+def test_default_logger_is_offline_wandb(compose_cfg):
+    cfg = compose_cfg("data.root=/voc")
     assert cfg.logger.wandb.offline is True
     assert cfg.trainer.inference_mode is False
 
@@ -48,8 +60,11 @@ def test_unknown_stage_is_rejected_before_anything_runs():
         stage_names(["train_cam", "make_cams"])
 
 
-def test_slurm_launcher_composes():
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=["hydra/launcher=slurm", "data.root=/voc"], return_hydra_config=True)
+def test_slurm_launcher_composes(compose_cfg):
+    cfg = compose_cfg("hydra/launcher=slurm", "data.root=/voc", return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
     assert cfg.hydra.launcher.gpus_per_node == 1
+
+
+def test_the_source_tree_configs_are_found(repo_root):
+    assert CONFIG_DIR == repo_root / "conf"

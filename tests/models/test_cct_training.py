@@ -4,15 +4,14 @@ inference, the config group."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from cct_testing import tiny_cct
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from advcam_pl.config import compose_config
 from advcam_pl.models.cct import CCT
 from advcam_pl.models.cct.inference import multi_scale_predict
 from advcam_pl.models.cct.losses import (
@@ -23,8 +22,6 @@ from advcam_pl.models.cct.losses import (
     weak_loss,
 )
 from advcam_pl.models.cct.module import poly_factor
-
-CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def test_rampup_weights_at_the_official_iterations():
@@ -166,8 +163,7 @@ def test_multi_scale_inference_mirrors_flipped_outputs_back():
 
 
 def compose_semi(overrides=()):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("config", overrides=["data.root=/voc", "paths.work_dir=/w", *overrides])
+    return compose_config(["data.root=/voc", "paths.work_dir=/w", *overrides])
 
 
 def test_semi_config_picks_the_weak_label_folder_of_its_mode():

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 
 from advcam_pl.advcam.cam_io import cam_path, save_cam
 from advcam_pl.data.voc import VOCReader
@@ -14,15 +13,7 @@ from advcam_pl.evaluation import miou_from_confusion
 from advcam_pl.pipeline import eval_cam
 from advcam_pl.refine.crf import crf_seed_confusion
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
-
-
-def cfg_for(tmp_path, root, *overrides):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("config", overrides=[
-            "data=synthetic", f"data.root={root}", "cam=cam", "logger=none",
-            f"paths.output_dir={tmp_path}", f"paths.work_dir={tmp_path}", *overrides,
-        ])
+OVERRIDES = ("data=synthetic", "cam=cam", "logger=none")
 
 
 def write_maps(cfg, root, fg_value):
@@ -37,8 +28,8 @@ def write_maps(cfg, root, fg_value):
     return reader
 
 
-def test_eval_cam_finds_the_threshold_that_separates_objects(tmp_path, synthetic_root):
-    cfg = cfg_for(tmp_path, synthetic_root)
+def test_eval_cam_finds_the_threshold_that_separates_objects(compose_cfg, synthetic_root):
+    cfg = compose_cfg(*OVERRIDES, f"data.root={synthetic_root}")
     write_maps(cfg, synthetic_root, fg_value=0.5)
     metrics = eval_cam.run(cfg)
     assert metrics["seed_miou"] == pytest.approx(1.0)
@@ -51,8 +42,8 @@ def test_eval_cam_finds_the_threshold_that_separates_objects(tmp_path, synthetic
     assert curve["miou"][-1] < 0.9
 
 
-def test_missing_cam_file_names_it(tmp_path, synthetic_root):
-    cfg = cfg_for(tmp_path, synthetic_root)
+def test_missing_cam_file_names_it(compose_cfg, synthetic_root):
+    cfg = compose_cfg(*OVERRIDES, f"data.root={synthetic_root}")
     reader = write_maps(cfg, synthetic_root, fg_value=0.5)
     missing = cam_path(cfg.artifacts.cam_dir, reader.ids[0])
     missing.unlink()
@@ -60,8 +51,8 @@ def test_missing_cam_file_names_it(tmp_path, synthetic_root):
         eval_cam.run(cfg)
 
 
-def test_is_done_only_while_metrics_are_newer_than_the_maps(tmp_path, synthetic_root):
-    cfg = cfg_for(tmp_path, synthetic_root)
+def test_is_done_only_while_metrics_are_newer_than_the_maps(compose_cfg, synthetic_root):
+    cfg = compose_cfg(*OVERRIDES, f"data.root={synthetic_root}")
     reader = write_maps(cfg, synthetic_root, fg_value=0.5)
     assert not eval_cam.is_done(cfg)
     eval_cam.run(cfg)
@@ -72,8 +63,8 @@ def test_is_done_only_while_metrics_are_newer_than_the_maps(tmp_path, synthetic_
     assert not eval_cam.is_done(cfg)
 
 
-def test_seed_crf_is_the_crf_of_the_best_threshold(tmp_path, synthetic_root):
-    cfg = cfg_for(tmp_path, synthetic_root, "eval_cam.crf=true", "irn.num_workers=0")
+def test_seed_crf_is_the_crf_of_the_best_threshold(compose_cfg, synthetic_root):
+    cfg = compose_cfg(*OVERRIDES, f"data.root={synthetic_root}", "eval_cam.crf=true", "irn.num_workers=0")
     reader = write_maps(cfg, synthetic_root, fg_value=0.5)
     metrics = eval_cam.run(cfg)
     items = []

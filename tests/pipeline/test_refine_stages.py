@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from PIL import Image
 from scipy import ndimage
 
@@ -21,18 +20,9 @@ from advcam_pl.io import atomic_save_palette_png
 from advcam_pl.models.resnet import ResNet
 from advcam_pl.pipeline import run_stage
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
-
-
-def compose_cfg(tmp_path, root, overrides=()):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("config", overrides=[
-            f"paths.output_dir={tmp_path}", f"paths.work_dir={tmp_path / 'work'}", "logger=none",
-            "data=synthetic", f"data.root={root}", "data.num_workers=0", "trainer=cpu", "irn=resnet18",
-            "irn.num_workers=0", "irn.module.radius=5", "irn.train.crop_size=64", "irn.train.batch_size=4",
-            "irn.train.max_epochs=1", "irn.train.max_steps=3", "irn.train.mean_shift_images=4",
-            "irn.random_walk.exp_times=5", *overrides,
-        ])
+OVERRIDES = ("logger=none", "data=synthetic", "data.num_workers=0", "trainer=cpu", "irn=resnet18", "irn.num_workers=0",
+             "irn.module.radius=5", "irn.train.crop_size=64", "irn.train.batch_size=4", "irn.train.max_epochs=1",
+             "irn.train.max_steps=3", "irn.train.mean_shift_images=4", "irn.random_walk.exp_times=5")
 
 
 def fake_cams(cfg, root):
@@ -68,8 +58,8 @@ def delete_some(folder, names):
         (Path(folder) / name).unlink()
 
 
-def test_make_ir_label_writes_every_label_and_resumes(tmp_path, synthetic_root):
-    cfg = compose_cfg(tmp_path, synthetic_root, ["irn.num_workers=2"])
+def test_make_ir_label_writes_every_label_and_resumes(compose_cfg, synthetic_root):
+    cfg = compose_cfg(*OVERRIDES, f"data.root={synthetic_root}", "irn.num_workers=2")
     ids = fake_cams(cfg, synthetic_root)
     from advcam_pl.pipeline import make_ir_label
 
@@ -89,9 +79,10 @@ def test_make_ir_label_writes_every_label_and_resumes(tmp_path, synthetic_root):
     assert run_stage("make_ir_label", cfg) == {"skipped": True}
 
 
-def test_refine_chain_runs_and_resumes(tmp_path, synthetic_root):
+def test_refine_chain_runs_and_resumes(compose_cfg, synthetic_root):
     # The 12 "train" images only (IRN trains on data.train_list, which make_ir_label must cover).
-    cfg = compose_cfg(tmp_path, synthetic_root, ["data.train_list=train", "data.infer_list=train"])
+    cfg = compose_cfg(*OVERRIDES, f"data.root={synthetic_root}",
+                      "data.train_list=train", "data.infer_list=train")
     ids = fake_cams(cfg, synthetic_root)
     fake_cam_checkpoint(cfg)  # irn=resnet18 initialises the frozen backbone from the CAM classifier
     run_stage("make_ir_label", cfg)
@@ -128,8 +119,8 @@ def test_refine_chain_runs_and_resumes(tmp_path, synthetic_root):
         assert present <= {0, *(np.flatnonzero(reader.labels(image_id)) + 1)}
 
 
-def test_missing_cams_are_reported(tmp_path, synthetic_root):
-    cfg = compose_cfg(tmp_path, synthetic_root)
+def test_missing_cams_are_reported(compose_cfg, synthetic_root):
+    cfg = compose_cfg(*OVERRIDES, f"data.root={synthetic_root}")
     with pytest.raises(FileNotFoundError, match="run make_cam first"):
         run_stage("make_ir_label", cfg)
     os.makedirs(cfg.artifacts.sem_seg_dir)
@@ -137,8 +128,8 @@ def test_missing_cams_are_reported(tmp_path, synthetic_root):
         run_stage("eval_sem_seg", cfg)
 
 
-def test_eval_sem_seg_reruns_when_masks_are_newer_than_its_metrics(tmp_path, synthetic_root):
-    cfg = compose_cfg(tmp_path, synthetic_root)
+def test_eval_sem_seg_reruns_when_masks_are_newer_than_its_metrics(compose_cfg, synthetic_root):
+    cfg = compose_cfg(*OVERRIDES, f"data.root={synthetic_root}")
     from advcam_pl.pipeline import eval_sem_seg
 
     reader = VOCReader(synthetic_root, cfg.data.eval_list)

@@ -2,56 +2,32 @@
 
 from __future__ import annotations
 
+import re
 import shutil
-from types import SimpleNamespace
 
-import pytest
-from omegaconf import OmegaConf
-
-import advcam_pl.pipeline as pipeline
-from advcam_pl.pipeline import STAGES, reproduce
+from advcam_pl.io import atomic_save_json
+from advcam_pl.pipeline import STAGES, reproduce, run_pipeline
 
 
-class FakeStages:
-    """Stage modules whose ``is_done`` is true for the names in ``done``; ``run`` records the call."""
-
-    def __init__(self, done=()):
-        self.done, self.calls = set(done), []
-
-    def module(self, name):
-        if name not in STAGES:
-            raise ValueError(f"unknown stage {name!r}")
-
-        def run(cfg):
-            self.calls.append(name)
-            self.done.add(name)  # a finished stage has complete outputs
-            return {"objective": 0.5}
-
-        return SimpleNamespace(run=run, is_done=lambda cfg: name in self.done)
-
-
-@pytest.fixture
-def fake_stages(monkeypatch):
-    fakes = FakeStages()
-    monkeypatch.setattr(pipeline, "stage_module", fakes.module)
-    return fakes
-
-
-def test_complete_stages_are_skipped_incomplete_ones_run(fake_stages):
-    cfg = OmegaConf.create({"stages": list(STAGES), "seed": 0, "skip_done": False})
+def test_complete_stages_are_skipped_incomplete_ones_run(fake_stages, synthetic_root, tmp_path):
+    cfg = reproduce.compose_weak(synthetic_root, [f"paths.work_dir={tmp_path}"])
     fake_stages.done = {"train_cam", "make_cam", "eval_cam", "train_irn"}
-    results = reproduce.run_chain(cfg)  # skips complete stages even where cfg.skip_done is false
+    results = run_pipeline(cfg)
     assert fake_stages.calls == ["make_ir_label", "make_sem_seg", "eval_sem_seg", "train_seg", "eval_seg"]
-    assert dict(results)["train_cam"] == {"skipped": True}
-    assert dict(results)["eval_seg"] == {"objective": 0.5}
+    assert [r.stage for r in results] == list(STAGES)
+    assert results[0].metrics == {"skipped": True} and results[-1].metrics == {"objective": 0.5}
 
-    fake_stages.calls.clear()
-    reproduce.run_chain(cfg)  # everything is complete now: nothing runs again
+    fake_stages.runs.clear()
+    run_pipeline(cfg)  # everything is complete now: nothing runs again
     assert fake_stages.calls == []
+
+    cfg.skip_done = False  # unless told to redo complete stages
+    run_pipeline(cfg)
+    assert fake_stages.calls == list(STAGES)
 
 
 def test_config_is_the_weak_chain_in_a_fixed_work_dir(synthetic_root):
-    cfg = reproduce.compose_config(synthetic_root, ["paths.root_dir=/proj"])
+    cfg = reproduce.compose_weak(synthetic_root, ["paths.root_dir=/proj"])
     assert list(cfg.stages) == list(STAGES)
     assert cfg.data.name == "voc12" and cfg.data.root == str(synthetic_root.resolve())
     assert (cfg.classifier.name, cfg.cam.name, cfg.model.name) == ("resnet50", "advcam", "deeplab_v2")
@@ -63,10 +39,15 @@ def test_config_is_the_weak_chain_in_a_fixed_work_dir(synthetic_root):
 
 def test_main_runs_the_chain_and_prints_the_table(synthetic_root, tmp_path, fake_stages, capsys):
     fake_stages.done = set(STAGES) - {"eval_seg"}
+    fake_stages.on_run["eval_seg"] = lambda cfg: atomic_save_json(cfg.artifacts.seg_metrics,
+                                                                   {"split": "val", "miou": 0.4321})
     code = reproduce.main(["--voc-root", str(synthetic_root), f"paths.work_dir={tmp_path}", "logger=none"])
     assert code == 0 and fake_stages.calls == ["eval_seg"]
-    out = capsys.readouterr().out
-    assert "paper" in out and "68.1" in out and "pseudo mask" in out
+    rows = {cells[0]: cells[1:] for cells in (re.split(r"\s{2,}", line.strip())
+                                              for line in capsys.readouterr().out.splitlines())}
+    assert rows["mIoU (%)"] == ["paper", "ours"]
+    assert rows["DeepLab-v2 + CRF (val)"] == ["68.1", "43.2"]
+    assert rows["pseudo mask (train)"] == ["69.9", "-"]  # eval_sem_seg counted as done, wrote nothing
 
     assert reproduce.main(["--voc-root", str(synthetic_root), f"paths.work_dir={tmp_path}", "--status"]) == 0
     assert "eval_seg       done" in capsys.readouterr().out

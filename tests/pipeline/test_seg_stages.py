@@ -9,25 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from PIL import Image
 
 from advcam_pl.data.segmentation import SegmentationDataModule
 from advcam_pl.data.voc import VOCReader
 from advcam_pl.pipeline import eval_seg, train_seg
 
-CONF = Path(__file__).resolve().parents[2] / "conf"
-
-
-def seg_cfg(tmp_path, synthetic_root, *overrides):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("config", overrides=[
-            "data=synthetic", f"data.root={synthetic_root}", "model=deeplab_v2_tiny", "trainer=cpu",
-            "logger=none", f"paths.output_dir={tmp_path}", f"paths.work_dir={tmp_path / 'work'}",
-            "model.train.label_dir=gt", "model.train.max_steps=2", "model.train.batch_size=2",
-            "model.train.crop_size=64", "model.eval.scales=[0.75,1.0]", "+trainer.enable_progress_bar=false",
-            *overrides,
-        ])  # fmt: skip
+OVERRIDES = ("data=synthetic", "model=deeplab_v2_tiny", "trainer=cpu", "logger=none", "model.train.label_dir=gt",
+             "model.train.max_steps=2", "model.train.batch_size=2", "model.train.crop_size=64",
+             "model.eval.scales=[0.75,1.0]", "+trainer.enable_progress_bar=false")
 
 
 def test_train_batches_are_augmented_crops_with_ignore_padding(synthetic_root):
@@ -54,8 +44,8 @@ def test_missing_pseudo_masks_are_named(synthetic_root, tmp_path):
         dm.setup("fit")
 
 
-def test_train_seg_then_eval_seg_end_to_end(synthetic_root, tmp_path):
-    cfg = seg_cfg(tmp_path, synthetic_root)
+def test_train_seg_then_eval_seg_end_to_end(compose_cfg, synthetic_root):
+    cfg = compose_cfg(*OVERRIDES, f"data.root={synthetic_root}")
     assert not train_seg.is_done(cfg) and not eval_seg.is_done(cfg)
 
     metrics = train_seg.run(cfg)
@@ -91,4 +81,4 @@ def test_train_seg_then_eval_seg_end_to_end(synthetic_root, tmp_path):
     assert kept.stat().st_mtime_ns == mtime
 
     # Other eval settings: the old predictions no longer count.
-    assert not eval_seg.is_done(seg_cfg(tmp_path, synthetic_root, "model.eval.flip=false"))
+    assert not eval_seg.is_done(compose_cfg(*OVERRIDES, f"data.root={synthetic_root}", "model.eval.flip=false"))

@@ -3,25 +3,16 @@
 import math
 
 import torch
-from hydra import compose, initialize_config_dir
 
 from advcam_pl.models import CAMClassifier
 from advcam_pl.pipeline import run_stage, train_cam
 
-
-def compose_cfg(repo_root, synthetic_root, tmp_path, overrides=()):
-    with initialize_config_dir(config_dir=str(repo_root / "conf"), version_base="1.3"):
-        return compose("config", overrides=[
-            "data=synthetic", f"data.root={synthetic_root}", "classifier=resnet18",
-            "classifier.train.max_epochs=1", "classifier.train.crop_size=32",
-            "classifier.train.resize_long=[32,48]", "logger=none", "trainer=cpu",
-            "+trainer.enable_progress_bar=false", f"paths.output_dir={tmp_path}",
-            f"paths.work_dir={tmp_path}", *overrides,
-        ])
+OVERRIDES = ("data=synthetic", "classifier=resnet18", "classifier.train.max_epochs=1", "classifier.train.crop_size=32",
+             "classifier.train.resize_long=[32,48]", "logger=none", "trainer=cpu", "+trainer.enable_progress_bar=false")
 
 
-def test_train_cam_writes_a_loadable_checkpoint_and_is_done(repo_root, synthetic_root, tmp_path):
-    cfg = compose_cfg(repo_root, synthetic_root, tmp_path)
+def test_train_cam_writes_a_loadable_checkpoint_and_is_done(compose_cfg, synthetic_root, tmp_path):
+    cfg = compose_cfg(*OVERRIDES, f"data.root={synthetic_root}")
     assert not train_cam.is_done(cfg)
 
     metrics = train_cam.run(cfg)

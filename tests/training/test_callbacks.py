@@ -3,15 +3,13 @@
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.loggers import CSVLogger
 
+from advcam_pl.config import compose_config
 from advcam_pl.pipeline.common import training_callbacks
 from advcam_pl.training.callbacks import ProgressCheckpoint, SegmentationWriter
 from advcam_pl.training.checkpoint import save_checkpoint_atomic
-
-CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 class FakeTrainer:
@@ -58,8 +56,7 @@ def test_progress_checkpoint_every_n_steps_but_not_at_the_end(tmp_path):
 
 
 def compose_callbacks(*overrides):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+    return compose_config(list(overrides))
 
 
 def test_training_callbacks_come_from_the_config(tmp_path):

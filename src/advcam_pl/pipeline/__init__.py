@@ -2,16 +2,20 @@
 
 Each stage module has ``run(cfg) -> dict`` (its metrics; ``"objective"`` is the headline number
 a sweeper optimises) and ``is_done(cfg) -> bool`` (its outputs are complete, so a re-run may skip
-it). Stages talk only through the files named in ``cfg.artifacts``.
+it). Stages talk only through the files named in ``cfg.artifacts``. Every driver (``python -m
+advcam_pl``, ``advcam_pl.demo``, ``pipeline.reproduce``) composes a config and calls
+:func:`run_pipeline`.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import time
 from collections.abc import Sequence
+from typing import NamedTuple
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +56,23 @@ def run_stage(name: str, cfg: DictConfig, skip_done: bool | None = None) -> dict
     return module.run(cfg) or {}
 
 
-def run_pipeline(cfg: DictConfig) -> list[tuple[str, dict]]:
-    """Run ``cfg.stages`` in order; returns ``[(stage, metrics), ...]``."""
+class StageResult(NamedTuple):
+    stage: str
+    metrics: dict  # what run(cfg) returned, or {"skipped": True}
+    seconds: float  # wall time, skipping included
+
+
+def run_pipeline(cfg: DictConfig) -> list[StageResult]:
+    """Run ``cfg.stages`` in order after seeding with ``cfg.seed``; a stage whose outputs are
+    complete is skipped when ``cfg.skip_done``."""
     from advcam_pl.pipeline.common import seed_everything
 
-    stages = cfg.stages
-    names = stage_names(list(stages) if isinstance(stages, ListConfig) else stages)
+    names = stage_names(cfg.stages)
     seed_everything(cfg.get("seed", 0))
-    return [(name, run_stage(name, cfg)) for name in names]
+    results = []
+    for name in names:
+        start = time.perf_counter()
+        metrics = run_stage(name, cfg)
+        results.append(StageResult(name, metrics, time.perf_counter() - start))
+        log.info("stage %s: %.1f s", name, results[-1].seconds)
+    return results

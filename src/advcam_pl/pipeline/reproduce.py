@@ -7,13 +7,13 @@ Composes ``conf/config.yaml`` with ``experiment=reproduce_weak`` (ResNet-50 CAM 
 DeepLab-v2 ResNet-101) and the overrides, checks the VOC tree, then runs train_cam → make_cam →
 eval_cam → make_ir_label → train_irn → make_sem_seg → eval_sem_seg → train_seg → eval_seg. Outputs
 go to a fixed ``paths.work_dir`` (default ``outputs/reproduce_weak``) and a stage whose outputs are
-complete is skipped, so the same command continues a killed run. Prints the paper-vs-ours table.
+complete is skipped (``skip_done: true``), so the same command continues a killed run. Prints
+the paper-vs-ours table (:func:`advcam_pl.pipeline.report.paper_table`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -22,22 +22,16 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 import advcam_pl.pipeline as pipeline
+from advcam_pl.config import compose_config
+from advcam_pl.pipeline.report import paper_table
 
 log = logging.getLogger(__name__)
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "conf"
 
-# The paper's numbers (VOC 2012, ResNet-50 CAM, IRN, DeepLab-v2 ResNet-101), DESIGN §1.
-PAPER = {"seed": 55.6, "seed_crf": 62.1, "pseudo_mask": 69.9, "val": 68.1, "test": 68.0}
-
-
-def compose_config(voc_root: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
+def compose_weak(voc_root: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
     """The root config + ``experiment=reproduce_weak`` + ``data.root=voc_root`` + ``overrides``."""
-    from hydra import compose, initialize_config_dir
-
     root = Path(voc_root).expanduser().resolve()
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=["experiment=reproduce_weak", f"data.root={root}", *overrides])
+    return compose_config(["experiment=reproduce_weak", f"data.root={root}", *overrides])
 
 
 def check_voc_root(cfg: DictConfig) -> list[str]:
@@ -60,56 +54,7 @@ def check_voc_root(cfg: DictConfig) -> list[str]:
 
 def stage_status(cfg: DictConfig) -> list[tuple[str, bool]]:
     """``[(stage, outputs complete?), ...]`` for ``cfg.stages``."""
-    names = pipeline.stage_names(list(cfg.stages))
-    return [(name, bool(pipeline.stage_module(name).is_done(cfg))) for name in names]
-
-
-def run_chain(cfg: DictConfig) -> list[tuple[str, dict]]:
-    """Every stage of ``cfg.stages`` in order, each skipped when its outputs are complete."""
-    from advcam_pl.pipeline.common import seed_everything
-
-    seed_everything(cfg.get("seed", 0))
-    results = []
-    for name in pipeline.stage_names(list(cfg.stages)):
-        results.append((name, pipeline.run_stage(name, cfg, skip_done=True)))
-    return results
-
-
-def _read_json(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except ValueError:
-        return {}
-
-
-def _pct(value) -> str:
-    return "-" if value is None else f"{100 * float(value):.1f}"
-
-
-def summary(cfg: DictConfig) -> str:
-    """Paper vs. this run, from the metrics files of the work dir (whatever exists)."""
-    cam = _read_json(cfg.artifacts.cam_metrics)
-    mask = _read_json(cfg.artifacts.sem_seg_metrics)
-    seg = _read_json(cfg.artifacts.seg_metrics)
-    rows = [
-        (f"seed ({cam.get('split', cfg.data.eval_list)})", PAPER["seed"], cam.get("seed_miou")),
-        ("seed + CRF", PAPER["seed_crf"], cam.get("seed_crf_miou")),
-        (f"pseudo mask ({mask.get('split', cfg.data.eval_list)})", PAPER["pseudo_mask"],
-         mask.get("miou", mask.get("objective"))),
-        (f"DeepLab-v2 + CRF ({seg.get('split', cfg.data.val_list)})", PAPER["val"], seg.get("miou")),
-        ("DeepLab-v2 (test server)", PAPER["test"], None),
-    ]
-    width = max(len(r[0]) for r in rows)
-    lines = [f"{'mIoU (%)':<{width}}  paper   ours", "-" * (width + 15)]
-    lines += [f"{name:<{width}}  {paper:5.1f}  {_pct(ours):>5}" for name, paper, ours in rows]
-    if seg.get("table_a1"):
-        lines += ["", "per-class IoU on val (paper Table A1 layout):", seg["table_a1"]]
-    if seg.get("test_archive"):
-        lines += ["", f"upload for the test score: {seg['test_archive']}"]
-    return "\n".join(lines)
+    return [(name, bool(pipeline.stage_module(name).is_done(cfg))) for name in pipeline.stage_names(cfg.stages)]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -126,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from advcam_pl.data.voc import VOCLayoutError
 
-    cfg = compose_config(args.voc_root, args.overrides)
+    cfg = compose_weak(args.voc_root, args.overrides)
     try:
         warnings = check_voc_root(cfg)
     except VOCLayoutError as err:
@@ -139,8 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, done in stage_status(cfg):
             print(f"{name:<14} {'done' if done else 'to run'}")
         return 0
-    run_chain(cfg)
-    print(summary(cfg))
+    pipeline.run_pipeline(cfg)
+    print(paper_table(cfg))
     return 0
 
 

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
 
 from advcam_pl.advcam import load_cam
 from advcam_pl.data.voc import VOCReader
@@ -18,14 +17,8 @@ from advcam_pl.pipeline import make_cam
 CLIMB = ("cam.steps=2", "cam.scales=[1.0,0.5]")
 
 
-def compose_cfg(repo_root, synthetic_root, tmp_path, *overrides):
-    with initialize_config_dir(config_dir=str(repo_root / "conf"), version_base="1.3"):
-        return compose("config", overrides=[
-            "data=synthetic", f"data.root={synthetic_root}", "data.infer_list=train",
-            "classifier=resnet18", "trainer=cpu", "+trainer.enable_progress_bar=false", "logger=none",
-            f"paths.output_dir={tmp_path}", f"paths.work_dir={tmp_path}",
-            *overrides,
-        ])
+OVERRIDES = ("data=synthetic", "data.infer_list=train", "classifier=resnet18", "trainer=cpu",
+             "+trainer.enable_progress_bar=false", "logger=none")
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +32,8 @@ def checkpoint(tmp_path_factory):
     return path
 
 
-def test_make_cam_writes_every_image_and_resumes(repo_root, synthetic_root, tmp_path, checkpoint):
-    cfg = compose_cfg(repo_root, synthetic_root, tmp_path, f"artifacts.cam_ckpt={checkpoint}", *CLIMB)
+def test_make_cam_writes_every_image_and_resumes(compose_cfg, synthetic_root, tmp_path, checkpoint):
+    cfg = compose_cfg(*OVERRIDES, f"data.root={synthetic_root}", f"artifacts.cam_ckpt={checkpoint}", *CLIMB)
     ids = VOCReader(synthetic_root, "train").ids
     assert not make_cam.is_done(cfg)
     metrics = make_cam.run(cfg)
@@ -55,8 +48,8 @@ def test_make_cam_writes_every_image_and_resumes(repo_root, synthetic_root, tmp_
     assert (tmp_path / "advcam" / f"{ids[0]}.npz").stat().st_mtime_ns == mtime
 
 
-def test_make_cam_analysis_writes_the_curves(repo_root, synthetic_root, tmp_path, checkpoint):
-    cfg = compose_cfg(repo_root, synthetic_root, tmp_path, f"artifacts.cam_ckpt={checkpoint}",
+def test_make_cam_analysis_writes_the_curves(compose_cfg, synthetic_root, tmp_path, checkpoint):
+    cfg = compose_cfg(*OVERRIDES, f"data.root={synthetic_root}", f"artifacts.cam_ckpt={checkpoint}",
                       "cam=advcam_noreg", "cam.analysis=true", "cam.steps=3", "cam.scales=[1.0]")
     metrics = make_cam.run(cfg)
     assert make_cam.is_done(cfg)
@@ -67,10 +60,10 @@ def test_make_cam_analysis_writes_the_curves(repo_root, synthetic_root, tmp_path
     assert metrics["analysis_seed_miou_final"] == curves["seed_miou"][-1]
 
 
-def test_plain_cam_config(repo_root, synthetic_root, tmp_path, checkpoint):
-    cfg = compose_cfg(repo_root, synthetic_root, tmp_path, f"artifacts.cam_ckpt={checkpoint}", "cam=cam",
+def test_plain_cam_config(compose_cfg, synthetic_root, tmp_path, checkpoint):
+    cfg = compose_cfg(*OVERRIDES, f"data.root={synthetic_root}", f"artifacts.cam_ckpt={checkpoint}", "cam=cam",
                       "cam.scales=[1.0,0.5]")
-    assert make_cam.climb_kwargs(compose_cfg(repo_root, synthetic_root, tmp_path, *CLIMB).cam)["steps"] == 2
+    assert make_cam.climb_kwargs(compose_cfg(*OVERRIDES, f"data.root={synthetic_root}", *CLIMB).cam)["steps"] == 2
     make_cam.run(cfg)
     assert make_cam.is_done(cfg)
     assert cfg.artifacts.cam_dir.endswith("/cam")

@@ -1,0 +1,52 @@
+"""Fakes for the drivers' tests: stage modules that record calls instead of training."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+import advcam_pl.pipeline as pipeline
+from advcam_pl.pipeline import STAGES
+
+# The file (cfg.artifacts key) that tells whether a stage is complete.
+OUTPUT = {"train_cam": "cam_ckpt", "make_cam": "cam_dir", "eval_cam": "cam_metrics",
+          "make_ir_label": "ir_label_dir", "train_irn": "irn_ckpt", "make_sem_seg": "sem_seg_dir",
+          "eval_sem_seg": "sem_seg_metrics", "train_seg": "seg_ckpt", "eval_seg": "seg_metrics"}
+
+
+class FakeStages:
+    """Stage modules that are complete when their name is in ``done`` or after they ran for the
+    same output path (``cfg.artifacts``, so ``train_cam`` is shared by every seed method and
+    ``make_cam`` is not). ``run`` records ``(stage, cfg.cam.name)`` in ``runs`` and calls
+    ``on_run[stage](cfg)`` when given."""
+
+    def __init__(self, done=()):
+        self.done, self.written, self.runs, self.on_run = set(done), set(), [], {}
+
+    @property
+    def calls(self) -> list[str]:
+        return [stage for stage, _ in self.runs]
+
+    def module(self, name):
+        if name not in STAGES:
+            raise ValueError(f"unknown stage {name!r}")
+
+        def run(cfg):
+            self.runs.append((name, cfg.cam.name))
+            self.written.add(cfg.artifacts[OUTPUT[name]])
+            if name in self.on_run:
+                self.on_run[name](cfg)
+            return {"objective": 0.5}
+
+        def is_done(cfg):
+            return name in self.done or cfg.artifacts[OUTPUT[name]] in self.written
+
+        return SimpleNamespace(run=run, is_done=is_done)
+
+
+@pytest.fixture
+def fake_stages(monkeypatch):
+    fakes = FakeStages()
+    monkeypatch.setattr(pipeline, "stage_module", fakes.module)
+    return fakes
