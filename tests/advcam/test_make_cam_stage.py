@@ -15,7 +15,7 @@ from advcam_pl.data.voc import VOCReader
 from advcam_pl.models.cam_classifier import CAMClassifier
 from advcam_pl.pipeline import make_cam
 
-CLIMB = ("cam.steps=2", "cam.scales=[1.0,0.5]")
+CLIMB = ("cam.climb.steps=2", "cam.scales=[1.0,0.5]")
 
 
 def compose_cfg(repo_root, synthetic_root, tmp_path, *overrides):
@@ -57,7 +57,7 @@ def test_make_cam_writes_every_image_and_resumes(repo_root, synthetic_root, tmp_
 
 def test_make_cam_analysis_writes_the_curves(repo_root, synthetic_root, tmp_path, checkpoint):
     cfg = compose_cfg(repo_root, synthetic_root, tmp_path, f"artifacts.cam_ckpt={checkpoint}",
-                      "cam=advcam_noreg", "cam.analysis=true", "cam.steps=3", "cam.scales=[1.0]")
+                      "cam=advcam_noreg", "cam.analysis=true", "cam.climb.steps=3", "cam.scales=[1.0]")
     metrics = make_cam.run(cfg)
     assert make_cam.is_done(cfg)
     curves = json.loads((tmp_path / "advcam_noreg_analysis.json").read_text())
@@ -70,7 +70,7 @@ def test_make_cam_analysis_writes_the_curves(repo_root, synthetic_root, tmp_path
 def test_plain_cam_config(repo_root, synthetic_root, tmp_path, checkpoint):
     cfg = compose_cfg(repo_root, synthetic_root, tmp_path, f"artifacts.cam_ckpt={checkpoint}", "cam=cam",
                       "cam.scales=[1.0,0.5]")
-    assert make_cam.climb_kwargs(compose_cfg(repo_root, synthetic_root, tmp_path, *CLIMB).cam)["steps"] == 2
+    assert make_cam.climb_options(compose_cfg(repo_root, synthetic_root, tmp_path, *CLIMB).cam).steps == 2
     make_cam.run(cfg)
     assert make_cam.is_done(cfg)
     assert cfg.artifacts.cam_dir.endswith("/cam")
