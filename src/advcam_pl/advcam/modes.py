@@ -58,16 +58,14 @@ def channels_last(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]
         model.to(memory_format=torch.contiguous_format)
 
 
-def _tf32_switches() -> list[tuple[object, str, object, object]]:
-    """``(namespace, attribute, value for TF32, value for IEEE fp32)`` of cuDNN convolutions and
-    CUDA matmuls: the ``fp32_precision`` switches where torch has them (2.9+; mixing them with the
-    legacy ``allow_tf32`` flags is an error there), else the ``allow_tf32`` flags."""
-    conv = getattr(torch.backends.cudnn, "conv", None)
-    if conv is not None and hasattr(conv, "fp32_precision"):
-        return [(conv, "fp32_precision", "tf32", "ieee"),
-                (torch.backends.cuda.matmul, "fp32_precision", "tf32", "ieee")]
-    return [(torch.backends.cudnn, "allow_tf32", True, False),
-            (torch.backends.cuda.matmul, "allow_tf32", True, False)]
+def _tf32_switches() -> list[tuple[object, str]]:
+    """``(namespace, attribute)`` of the TF32 switches of cuDNN convolutions and CUDA matmuls.
+
+    The ``allow_tf32`` flags, not torch 2.9's per-operator ``fp32_precision``: once that one
+    differs between operators (e.g. conv but not RNN), reading ``allow_tf32`` raises, and
+    Lightning and Inductor read it.
+    """
+    return [(torch.backends.cudnn, "allow_tf32"), (torch.backends.cuda.matmul, "allow_tf32")]
 
 
 @contextmanager
@@ -79,11 +77,11 @@ def tf32(enabled: bool | None) -> Iterator[None]:
         yield
         return
     switches = _tf32_switches()
-    before = [getattr(ns, attr) for ns, attr, _, _ in switches]
-    for ns, attr, on, off in switches:
-        setattr(ns, attr, on if enabled else off)
+    before = [getattr(ns, attr) for ns, attr in switches]
+    for ns, attr in switches:
+        setattr(ns, attr, bool(enabled))
     try:
         yield
     finally:
-        for (ns, attr, _, _), value in zip(switches, before):
+        for (ns, attr), value in zip(switches, before):
             setattr(ns, attr, value)
