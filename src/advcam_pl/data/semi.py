@@ -33,8 +33,13 @@ from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import DataLoader
 
 from advcam_pl.data.datamodules import select_ids
-from advcam_pl.data.segmentation import PseudoMaskDataset, SegmentationImageDataset, collate_image
-from advcam_pl.data.transforms import _randint, normalize, random_crop, scale_image, scale_mask
+from advcam_pl.data.segmentation import (
+    PseudoMaskDataset,
+    SegmentationImageDataset,
+    collate_image,
+    ids_with_label_files,
+)
+from advcam_pl.data.transforms import normalize, randint, random_crop, scale_image, scale_mask
 from advcam_pl.data.voc import IGNORE_INDEX, VOCReader
 
 log = logging.getLogger(__name__)
@@ -60,7 +65,7 @@ class CCTTrainTransform:
 
     def resize(self, img: np.ndarray, mask: np.ndarray, rng: np.random.Generator | None = None):
         """Long side to a uniform integer in ``long_range`` (both ends included), aspect kept."""
-        scale = _randint(rng, *self.long_range) / max(img.shape[:2])
+        scale = randint(rng, *self.long_range) / max(img.shape[:2])
         return scale_image(img, scale), scale_mask(mask, scale)
 
     def pad_crop(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator | None = None):
@@ -78,7 +83,7 @@ class CCTTrainTransform:
         img, mask = self.resize(img, mask, rng)
         normalized = normalize(img).permute(1, 2, 0).numpy()
         image, mask = self.pad_crop(normalized, mask, rng)
-        if self.flip and _randint(rng, 0, 1):
+        if self.flip and randint(rng, 0, 1):
             image, mask = image[:, ::-1], mask[:, ::-1]
         image_t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
         return image_t, torch.from_numpy(mask.astype(np.int64))
@@ -129,10 +134,6 @@ def check_disjoint(splits: Mapping[str, Iterable[str]]) -> None:
                 raise ValueError(
                     f"the {a} and {b} splits share {len(common)} ids (e.g. {common[:5]}); they must be disjoint"
                 )
-
-
-def missing_label_ids(ids: Sequence[str], label_dir: Path) -> list[str]:
-    return [i for i in ids if not (label_dir / f"{i}.png").is_file()]
 
 
 class LabelledCycle:
@@ -222,22 +223,9 @@ class SemiDataModule(pl.LightningDataModule):
         """``ids`` whose mask file exists; a missing one raises, naming it (unless ``skip_bad``)."""
         if self.weak_label_dir is None:
             return ids
-        if not self.weak_label_dir.is_dir():
-            raise FileNotFoundError(
-                f"weak label folder {self.weak_label_dir} does not exist: run the weak chain up to "
-                f"{'make_sem_seg' if self.weak_labels == 'sem_seg' else 'make_ir_label'} first, or train "
-                "without weak labels (weak_labels=none)"
-            )
-        missing = missing_label_ids(ids, self.weak_label_dir)
-        if missing and not self.skip_bad:
-            raise FileNotFoundError(
-                f"{len(missing)} of {len(ids)} weak ids have no mask in {self.weak_label_dir}: "
-                f"{missing[0]}.png is missing (first of {missing[:5]}); finish the weak chain or pass "
-                "data.skip_bad=true"
-            )
-        if missing:
-            log.warning("skipping %d weak ids without a mask in %s: %s", len(missing), self.weak_label_dir, missing[:20])
-        return [i for i in ids if i not in set(missing)]
+        producer = "make_sem_seg" if self.weak_labels == "sem_seg" else "make_ir_label"
+        return ids_with_label_files(ids, self.weak_label_dir, "weak", f"run the weak chain up to {producer}",
+                                    "train without weak labels (semi.weak_labels=none)", self.skip_bad)
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):

@@ -110,6 +110,17 @@ def build_trainer(
     )
 
 
+def fit_metrics(trainer: pl.Trainer) -> dict:
+    """What a training stage reports after ``fit``: the last ``train_loss``, the optimiser ``steps`` and,
+    when it validated, the last single-scale ``val_miou_single_scale``."""
+    loss = trainer.callback_metrics.get("train/loss")
+    metrics = {"train_loss": float(loss) if loss is not None else float("nan"), "steps": int(trainer.global_step)}
+    val = trainer.callback_metrics.get("val/miou")
+    if val is not None:
+        metrics["val_miou_single_scale"] = float(val)
+    return metrics
+
+
 def list_ids(cfg: DictConfig, split: str) -> list[str]:
     """The image ids of list ``split`` of ``cfg.data``."""
     from advcam_pl.data.voc import VOCReader

@@ -4,7 +4,7 @@ Reads the images of ``cfg.data.train_list`` and the label PNGs of ``cfg.model.tr
 (default ``cfg.artifacts.sem_seg_dir``, the output of make_sem_seg; ``gt`` = the dataset's masks);
 writes ``cfg.artifacts.seg_ckpt`` (atomically, at the end). A killed run resumes from the progress
 checkpoint ``<seg_ckpt stem>.progress.ckpt`` written every ``train.save_every_n_steps`` steps
-(:class:`~advcam_pl.training.callbacks.ProgressCheckpoint`). Extra callbacks: ``cfg.callbacks``.
+(:func:`~advcam_pl.training.checkpoint.fit_resumable`). Extra callbacks: ``cfg.callbacks``.
 """
 
 from __future__ import annotations
@@ -16,16 +16,18 @@ import hydra
 from omegaconf import DictConfig
 
 from advcam_pl.data.segmentation import SegmentationDataModule
-from advcam_pl.pipeline.common import build_trainer, data_root, log_metrics, stage_loggers, training_callbacks
+from advcam_pl.pipeline.common import (
+    build_trainer,
+    data_root,
+    fit_metrics,
+    log_metrics,
+    stage_loggers,
+    training_callbacks,
+)
 from advcam_pl.training.callbacks import ProgressCheckpoint
-from advcam_pl.training.checkpoint import save_checkpoint_atomic
+from advcam_pl.training.checkpoint import fit_resumable, progress_path
 
 log = logging.getLogger(__name__)
-
-
-def progress_path(cfg: DictConfig) -> Path:
-    ckpt = Path(cfg.artifacts.seg_ckpt)
-    return ckpt.with_name(f"{ckpt.stem}.progress.ckpt")
 
 
 def is_done(cfg: DictConfig) -> bool:
@@ -53,10 +55,9 @@ def run(cfg: DictConfig) -> dict:
     ckpt = Path(cfg.artifacts.seg_ckpt)
     datamodule = datamodule_from_cfg(cfg)
     model = hydra.utils.instantiate(cfg.model.module, _convert_="all", max_steps=tr.max_steps)
-    progress = progress_path(cfg)
     callbacks = []
     if tr.get("save_every_n_steps", 0):
-        callbacks.append(ProgressCheckpoint(progress, tr.save_every_n_steps))
+        callbacks.append(ProgressCheckpoint(progress_path(ckpt), tr.save_every_n_steps))
     val_batches = int(tr.get("val_batches", 0) or 0)
     with stage_loggers(cfg, "train_seg") as loggers:
         callbacks += training_callbacks(cfg, loggers)
@@ -71,23 +72,9 @@ def run(cfg: DictConfig) -> dict:
                  "accumulated x %d devices", cfg.model.name, cfg.model.module.depth,
                  model.n_pretrained_loaded,
                  tr.max_steps, tr.batch_size, tr.accumulate, trainer.world_size)
-        resume = str(progress) if progress.is_file() else None
-        if resume:
-            log.info("train_seg: resuming from %s", resume)
-        trainer.fit(model, datamodule=datamodule, ckpt_path=resume)
-        save_checkpoint_atomic(trainer, ckpt, weights_only=True)
-        if trainer.is_global_zero and progress.is_file():
-            progress.unlink()
-        loss = trainer.callback_metrics.get("train/loss")
-        metrics = {
-            "train_loss": float(loss) if loss is not None else float("nan"),
-            "steps": int(trainer.global_step),
-            "num_train_images": len(datamodule.train_set),
-            "pretrained_tensors_loaded": int(model.n_pretrained_loaded),
-        }
-        val = trainer.callback_metrics.get("val/miou")
-        if val is not None:
-            metrics["val_miou_single_scale"] = float(val)
+        fit_resumable(trainer, model, datamodule, ckpt)
+        metrics = {**fit_metrics(trainer), "num_train_images": len(datamodule.train_set),
+                   "pretrained_tensors_loaded": int(model.n_pretrained_loaded)}
         log_metrics(loggers, {f"train_seg/{k}": v for k, v in metrics.items()}, step=trainer.global_step)
     metrics["objective"] = metrics["train_loss"]  # the only number a training stage has (lower is better)
     log.info("train_seg: wrote %s (final loss %.4f)", ckpt, metrics["train_loss"])

@@ -1,7 +1,7 @@
 """The Lightning callbacks of the stages, in one place.
 
 - :class:`MeanShiftCallback` (train_irn): IRN's displacement mean after training;
-- :class:`ProgressCheckpoint` (train_seg): a full checkpoint every n steps, to resume a killed run;
+- :class:`ProgressCheckpoint` (train_seg, train_semi): a full checkpoint every n steps, to resume a killed run;
 - :class:`SegmentationWriter` (eval_seg): softmax predictions → palette PNGs, with the dense CRF in
   worker processes (the segmentation counterpart of :class:`advcam_pl.advcam.writer.CAMWriter`).
 
@@ -50,14 +50,17 @@ class MeanShiftCallback(pl.Callback):
 
 class ProgressCheckpoint(pl.Callback):
     """Every ``every_n_steps`` optimiser steps (before the last), a full checkpoint (optimiser and
-    schedule included) at ``path``, written atomically; ``trainer.fit(ckpt_path=path)`` resumes."""
+    schedule included) at ``path``, written atomically; ``trainer.fit(ckpt_path=path)`` resumes
+    (:func:`~advcam_pl.training.checkpoint.fit_resumable`). Works for fits bounded by steps or by
+    epochs; a resume mid-epoch draws the rest of that epoch's batches afresh."""
 
     def __init__(self, path: str | os.PathLike, every_n_steps: int):
         self.path, self.every_n_steps, self._last_step = Path(path), int(every_n_steps), -1
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
         step = trainer.global_step
-        if step and step != self._last_step and step % self.every_n_steps == 0 and step < trainer.max_steps:
+        if (step and step != self._last_step and step % self.every_n_steps == 0
+                and step < trainer.estimated_stepping_batches):
             self._last_step = step
             save_checkpoint_atomic(trainer, self.path)
 

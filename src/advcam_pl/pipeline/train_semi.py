@@ -1,0 +1,69 @@
+"""Stage train_semi: CCT (``cfg.semi``, e.g. ``semi=cct``) on pixel-labelled images plus weakly labelled ones.
+
+Reads the images of ``semi.data.labelled_list`` with their GT masks and those of ``weak_pool_list −
+labelled_list`` with the weak chain's masks: ``semi.weak_labels=sem_seg`` reads
+``cfg.artifacts.sem_seg_dir`` (make_sem_seg), ``ir_label`` reads ``cfg.artifacts.ir_label_dir``
+(make_ir_label), ``none`` reads no masks (:class:`~advcam_pl.data.semi.SemiDataModule`; a missing mask
+is an error naming the id and the folder, unless ``data.skip_bad``). Trains ``semi.train.epochs``
+passes over the weak list, validating on ``data.val_list`` (full images, single scale) every
+``semi.train.val_every_n_epochs`` epochs; writes ``cfg.artifacts.semi_ckpt`` (atomically, at the
+end). A killed run resumes from ``<semi_ckpt stem>.progress.ckpt``, written every
+``semi.train.save_every_n_steps`` steps (:func:`~advcam_pl.training.checkpoint.fit_resumable`).
+Extra callbacks: ``cfg.callbacks``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from advcam_pl.pipeline.common import (
+    build_trainer,
+    data_root,
+    fit_metrics,
+    log_metrics,
+    stage_loggers,
+    training_callbacks,
+)
+from advcam_pl.training.callbacks import ProgressCheckpoint
+from advcam_pl.training.checkpoint import fit_resumable, progress_path
+
+log = logging.getLogger(__name__)
+
+
+def is_done(cfg: DictConfig) -> bool:
+    return Path(cfg.artifacts.semi_ckpt).is_file()
+
+
+def run(cfg: DictConfig) -> dict:
+    semi, tr = cfg.semi, cfg.semi.train
+    ckpt = Path(cfg.artifacts.semi_ckpt)
+    datamodule = hydra.utils.instantiate(semi.data, root=data_root(cfg), _convert_="all")
+    model = hydra.utils.instantiate(semi.module, _convert_="all")
+    callbacks = []
+    if tr.get("save_every_n_steps", 0):
+        callbacks.append(ProgressCheckpoint(progress_path(ckpt), tr.save_every_n_steps))
+    val_batches = tr.get("val_batches")
+    with stage_loggers(cfg, "train_semi") as loggers:
+        callbacks += training_callbacks(cfg, loggers)
+        trainer = build_trainer(
+            cfg, loggers, callbacks,
+            max_epochs=tr.epochs,
+            check_val_every_n_epoch=tr.val_every_n_epochs,
+            limit_val_batches=1.0 if val_batches is None else int(val_batches),
+            num_sanity_val_steps=0,
+        )  # fmt: skip
+        log.info("train_semi: %s (ResNet-%d, %d auxiliary decoders), weak labels %s from %s, %d epochs",
+                 semi.name, semi.module.depth, len(model.net.aux_decoders), semi.weak_labels,
+                 semi.data.weak_label_dir, tr.epochs)  # fmt: skip
+        fit_resumable(trainer, model, datamodule, ckpt)
+        metrics = {**fit_metrics(trainer), "epochs": int(trainer.current_epoch),
+                   "num_labelled_images": len(datamodule.labelled_set), "num_weak_images": len(datamodule.weak_set),
+                   "weak_labels": str(semi.weak_labels), "backbone": model.net.encoder.weights_source}  # fmt: skip
+        log_metrics(loggers, {f"train_semi/{k}": v for k, v in metrics.items()}, step=trainer.global_step)
+    metrics["objective"] = metrics["train_loss"]  # the only number a training stage has (lower is better)
+    log.info("train_semi: wrote %s (final loss %.4f)", ckpt, metrics["train_loss"])
+    return metrics
