@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from prediction_testing import assert_predictions_written
 
 from advcam_pl.data.segmentation import SegmentationDataModule
 from advcam_pl.data.voc import VOCReader
@@ -59,17 +58,8 @@ def test_train_seg_then_eval_seg_end_to_end(compose_cfg, synthetic_root):
     assert saved["miou"] == metrics["miou"] == metrics["objective"] and 0 <= saved["miou"] <= 1
     assert "miou_no_crf" in saved and saved["table_a1"].splitlines()[0].split()[1:3] == ["bkg", "aero"]
 
-    out = Path(cfg.artifacts.seg_pred_dir)
-    val_ids, test_ids = VOCReader(synthetic_root, "val").ids, VOCReader(synthetic_root, "test").ids
-    assert sorted(p.stem for p in (out / "val").glob("*.png")) == sorted(val_ids)
-    assert sorted(p.stem for p in (out / "val_no_crf").glob("*.png")) == sorted(val_ids)
-    server = out / "results" / "VOC2012" / "Segmentation" / "comp6_test_cls"
-    assert sorted(p.stem for p in server.glob("*.png")) == sorted(test_ids)
-    with Image.open(server / f"{test_ids[0]}.png") as png:
-        assert png.mode == "P"
-        assert png.size == Image.open(synthetic_root / "JPEGImages" / f"{test_ids[0]}.jpg").size
-    with tarfile.open(saved["test_archive"]) as tar:
-        assert len(tar.getnames()) == len(test_ids)
+    server = assert_predictions_written(Path(cfg.artifacts.seg_pred_dir), synthetic_root, saved["test_archive"])
+    test_ids = VOCReader(synthetic_root, "test").ids
 
     # Resume: a missing test PNG makes the stage incomplete; the re-run writes only that one.
     kept = server / f"{test_ids[1]}.png"

@@ -4,13 +4,12 @@ missing-mask error, the metrics and the VOC test-server export, one set of files
 from __future__ import annotations
 
 import json
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import pytorch_lightning as pl
-from PIL import Image
+from prediction_testing import assert_predictions_written
 
 from advcam_pl.data.voc import VOCReader
 from advcam_pl.io import atomic_save_palette_png
@@ -111,16 +110,7 @@ def test_eval_semi_writes_metrics_table_a1_and_the_test_server_export(compose_cf
     assert head.split()[1:3] == ["bkg", "aero"] and head.split()[-1] == "mIoU"
     assert no_crf.startswith("cct_tiny, no weak labels ") and crf.startswith("cct_tiny, no weak labels + CRF ")
 
-    out = Path(cfg.artifacts.semi_pred_dir)
-    val_ids, test_ids = VOCReader(synthetic_root, "val").ids, VOCReader(synthetic_root, "test").ids
-    assert sorted(p.stem for p in (out / "val").glob("*.png")) == sorted(val_ids)
-    server = out / "results" / "VOC2012" / "Segmentation" / "comp6_test_cls"
-    assert sorted(p.stem for p in server.glob("*.png")) == sorted(test_ids)
-    with Image.open(server / f"{test_ids[0]}.png") as png:
-        assert png.mode == "P"
-        assert png.size == Image.open(synthetic_root / "JPEGImages" / f"{test_ids[0]}.jpg").size
-    with tarfile.open(saved["test_archive"]) as tar:
-        assert len(tar.getnames()) == len(test_ids)
+    assert_predictions_written(Path(cfg.artifacts.semi_pred_dir), synthetic_root, saved["test_archive"])
     # Other test-time settings: the stage is no longer done.
     assert not eval_semi.is_done(compose_cfg(*OVERRIDES, f"data.root={synthetic_root}", "semi.weak_labels=none",
                                              "semi.eval.average=softmax"))

@@ -24,8 +24,8 @@ from advcam_pl.pipeline.common import (
     stage_loggers,
     training_callbacks,
 )
-from advcam_pl.training.callbacks import ProgressCheckpoint
-from advcam_pl.training.checkpoint import fit_resumable, progress_path
+from advcam_pl.training.callbacks import progress_callbacks
+from advcam_pl.training.checkpoint import fit_resumable
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +55,7 @@ def run(cfg: DictConfig) -> dict:
     ckpt = Path(cfg.artifacts.seg_ckpt)
     datamodule = datamodule_from_cfg(cfg)
     model = hydra.utils.instantiate(cfg.model.module, _convert_="all", max_steps=tr.max_steps)
-    callbacks = []
-    if tr.get("save_every_n_steps", 0):
-        callbacks.append(ProgressCheckpoint(progress_path(ckpt), tr.save_every_n_steps))
+    callbacks = progress_callbacks(ckpt, tr.get("save_every_n_steps", 0))
     val_batches = int(tr.get("val_batches", 0) or 0)
     with stage_loggers(cfg, "train_seg") as loggers:
         callbacks += training_callbacks(cfg, loggers)

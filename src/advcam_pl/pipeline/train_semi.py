@@ -28,8 +28,8 @@ from advcam_pl.pipeline.common import (
     stage_loggers,
     training_callbacks,
 )
-from advcam_pl.training.callbacks import ProgressCheckpoint
-from advcam_pl.training.checkpoint import fit_resumable, progress_path
+from advcam_pl.training.callbacks import progress_callbacks
+from advcam_pl.training.checkpoint import fit_resumable
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,7 @@ def run(cfg: DictConfig) -> dict:
     ckpt = Path(cfg.artifacts.semi_ckpt)
     datamodule = hydra.utils.instantiate(semi.data, root=data_root(cfg), _convert_="all")
     model = hydra.utils.instantiate(semi.module, _convert_="all")
-    callbacks = []
-    if tr.get("save_every_n_steps", 0):
-        callbacks.append(ProgressCheckpoint(progress_path(ckpt), tr.save_every_n_steps))
+    callbacks = progress_callbacks(ckpt, tr.get("save_every_n_steps", 0))
     val_batches = tr.get("val_batches")
     with stage_loggers(cfg, "train_semi") as loggers:
         callbacks += training_callbacks(cfg, loggers)

@@ -2,7 +2,7 @@
 
 - :class:`MeanShiftCallback` (train_irn): IRN's displacement mean after training;
 - :class:`ProgressCheckpoint` (train_seg, train_semi): a full checkpoint every n steps, to resume a killed run;
-- :class:`SegmentationWriter` (eval_seg): softmax predictions → palette PNGs, with the dense CRF in
+- :class:`SegmentationWriter` (eval_seg, eval_semi): softmax predictions → palette PNGs, with the dense CRF in
   worker processes (the segmentation counterpart of :class:`advcam_pl.advcam.writer.CAMWriter`).
 
 User-chosen callbacks of the training stages come from the ``callbacks`` config group
@@ -21,7 +21,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from advcam_pl.training.checkpoint import save_checkpoint_atomic
+from advcam_pl.training.checkpoint import progress_path, save_checkpoint_atomic
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,12 @@ class ProgressCheckpoint(pl.Callback):
                 and step < trainer.estimated_stepping_batches):
             self._last_step = step
             save_checkpoint_atomic(trainer, self.path)
+
+
+def progress_callbacks(ckpt: str | os.PathLike, every_n_steps: int) -> list[pl.Callback]:
+    """A training stage's :class:`ProgressCheckpoint` for its final checkpoint ``ckpt`` (at
+    :func:`~advcam_pl.training.checkpoint.progress_path`), or none when ``every_n_steps`` is 0."""
+    return [ProgressCheckpoint(progress_path(ckpt), every_n_steps)] if every_n_steps else []
 
 
 class SegmentationWriter(BasePredictionWriter):
