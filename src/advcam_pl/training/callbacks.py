@@ -1,7 +1,9 @@
 """The Lightning callbacks of the stages, in one place.
 
 - :class:`MeanShiftCallback` (train_irn): IRN's displacement mean after training;
-- :class:`ProgressCheckpoint` (train_seg): a full checkpoint every n steps, to resume a killed run;
+- :class:`ProgressCheckpoint` (every training stage): a full checkpoint every epoch and every n steps, to
+  resume a killed or preempted fit; it also saves and stops after the current batch on SIGTERM/SIGINT;
+- :class:`FiniteLossGuard` (every training stage): a NaN or infinite loss stops the fit, naming the step;
 - :class:`SegmentationWriter` (eval_seg): softmax predictions → palette PNGs, with the dense CRF in
   worker processes (the segmentation counterpart of :class:`advcam_pl.advcam.writer.CAMWriter`).
 
@@ -21,6 +23,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
+from advcam_pl import signals
+from advcam_pl.errors import NonFiniteError
 from advcam_pl.training.checkpoint import save_checkpoint_atomic
 
 log = logging.getLogger(__name__)
@@ -48,18 +52,74 @@ class MeanShiftCallback(pl.Callback):
         log.info("mean displacement %s over %d batches", stats[:2].tolist(), int(stats[2]))
 
 
-class ProgressCheckpoint(pl.Callback):
-    """Every ``every_n_steps`` optimiser steps (before the last), a full checkpoint (optimiser and
-    schedule included) at ``path``, written atomically; ``trainer.fit(ckpt_path=path)`` resumes."""
+def _training_ends_at(trainer: pl.Trainer, step: int) -> bool:
+    max_steps = trainer.max_steps if trainer.max_steps is not None else -1
+    return max_steps > 0 and step >= max_steps
 
-    def __init__(self, path: str | os.PathLike, every_n_steps: int):
-        self.path, self.every_n_steps, self._last_step = Path(path), int(every_n_steps), -1
+
+class ProgressCheckpoint(pl.Callback):
+    """A full checkpoint (model, optimiser, schedule, loop state) at ``path``, written atomically:
+    every ``every_n_steps`` optimiser steps (0: never) and at the end of every epoch, but not when
+    the fit is about to end (the stage writes its final checkpoint then). ``trainer.fit(ckpt_path=path)``
+    resumes and ends with the same number of optimiser steps as an uninterrupted fit.
+
+    While the fit runs, SIGTERM/SIGINT are deferred (:mod:`advcam_pl.signals`): the current batch
+    finishes, the checkpoint is saved, then :class:`~advcam_pl.signals.Interrupted` stops the fit.
+    """
+
+    def __init__(self, path: str | os.PathLike, every_n_steps: int = 0, every_epoch: bool = True):
+        self.path, self.every_n_steps, self.every_epoch = Path(path), int(every_n_steps), bool(every_epoch)
+        self._last_step = -1
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        self._last_step = trainer.global_step
+        save_checkpoint_atomic(trainer, self.path)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        signals.defer()
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
         step = trainer.global_step
-        if step and step != self._last_step and step % self.every_n_steps == 0 and step < trainer.max_steps:
-            self._last_step = step
-            save_checkpoint_atomic(trainer, self.path)
+        if signals.pending() is not None:
+            if step != self._last_step:
+                self._save(trainer)
+            log.warning("fit stopped at step %d by a signal; %s resumes it", step, self.path)
+            signals.raise_if_pending()
+        if (self.every_n_steps and step and step != self._last_step and step % self.every_n_steps == 0
+                and not _training_ends_at(trainer, step)):
+            self._save(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        last_epoch = trainer.max_epochs is not None and trainer.max_epochs > 0 and \
+            trainer.current_epoch + 1 >= trainer.max_epochs
+        if (self.every_epoch and trainer.global_step != self._last_step and not last_epoch
+                and not _training_ends_at(trainer, trainer.global_step)):
+            self._save(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        signals.undefer()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        signals.undefer()
+
+
+class FiniteLossGuard(pl.Callback):
+    """Stop the fit with :class:`~advcam_pl.errors.NonFiniteError` when a training step's loss is NaN
+    or infinite, naming the stage, optimiser step, epoch and batch (a diverged fit would otherwise
+    end "successfully" and poison every later stage)."""
+
+    def __init__(self, stage: str = "fit"):
+        self.stage = stage
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor) and not torch.isfinite(loss.detach()).all():
+            raise NonFiniteError(
+                f"{self.stage}: the training loss is {loss.detach().float().mean().item()} at optimiser step "
+                f"{trainer.global_step} (epoch {trainer.current_epoch}, batch {batch_idx}): the fit diverged; "
+                "lower the learning rate or check the inputs of that batch"
+            )
 
 
 class SegmentationWriter(BasePredictionWriter):
