@@ -7,6 +7,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.loggers import CSVLogger
 
 from advcam_pl.config import compose_config
+from advcam_pl.io import temp_prefix, temp_target
 from advcam_pl.pipeline.common import training_callbacks
 from advcam_pl.training.callbacks import ProgressCheckpoint, SegmentationWriter
 from advcam_pl.training.checkpoint import save_checkpoint_atomic
@@ -34,13 +35,18 @@ def test_checkpoint_is_renamed_before_every_rank_passes_the_barrier(tmp_path):
     trainer = FakeTrainer(rank=0)
     trainer.folder = path.parent
     assert save_checkpoint_atomic(trainer, path, weights_only=True) == path
-    assert trainer.events == [("save", ".irn.ckpt.tmp", True), ("barrier", ["irn.ckpt"])]
+    (save, tmp_name, weights_only), barrier = trainer.events
+    # this process's temporary name for irn.ckpt (a kill -9 leaves it for the next run to remove)
+    assert (save, weights_only) == ("save", True) and tmp_name.startswith(temp_prefix(path))
+    assert temp_target(tmp_name) == "irn.ckpt" and barrier == ("barrier", ["irn.ckpt"])
     assert path.read_text() == "checkpoint"
 
     other = FakeTrainer(rank=1)  # another rank: no write, no rename, but it waits at the barrier too
     other.folder = path.parent
     save_checkpoint_atomic(other, path)
-    assert other.events == [("save", ".irn.ckpt.tmp", False), ("barrier", ["irn.ckpt"])]
+    (save, tmp_name, weights_only), barrier = other.events
+    assert (save, weights_only) == ("save", False) and temp_target(tmp_name) == "irn.ckpt"
+    assert barrier == ("barrier", ["irn.ckpt"])
 
 
 def test_progress_checkpoint_every_n_steps_but_not_at_the_end(tmp_path):

@@ -7,11 +7,12 @@ Reads ``cfg.artifacts.seg_ckpt``; writes, under ``cfg.artifacts.seg_pred_dir``::
     val_no_crf/<id>.png                            the same before CRF (only when the CRF is on)
     results/VOC2012/Segmentation/<comp>_test_cls/<id>.png   test predictions, server layout
     results_<comp>_test.tar.gz                     the archive to upload
-    fingerprint.json                               which checkpoint + eval settings made them
+    provenance.json                                which checkpoint (SHA-256) + eval settings made them
 
 and ``cfg.artifacts.seg_metrics`` (mIoU with and without CRF, per-class IoU, the tables). Every PNG is
-written atomically; a re-run skips images whose PNGs exist, unless the checkpoint or the eval
-settings changed (then the old predictions are deleted first).
+written atomically; a re-run skips images whose PNGs are complete, unless the checkpoint or the eval
+settings changed (then the old predictions are deleted first: :mod:`advcam_pl.pipeline.provenance`,
+policy ``replace``). The checkpoint must match ``cfg.model.module`` and hold finite weights.
 
 Protocol (``cfg.model.eval``): logits at ``scales`` (+ mirrored), bilinearly upsampled to the image
 and fused by a pixel-wise max of the logits (DeepLab-v2's MSC test), softmax, then the dense CRF with
@@ -20,10 +21,8 @@ DeepLab-v2's VOC parameters, argmax.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,8 +34,9 @@ from advcam_pl.data.segmentation import SegmentationDataModule
 from advcam_pl.data.voc import CLASS_NAMES_BG, LIST_DIR, VOCReader, read_mask_file
 from advcam_pl.evaluation import ConfusionMatrix, iou_by_class, per_class_table
 from advcam_pl.evaluation.export import check_submission, make_archive, server_dir, wide_iou_table
-from advcam_pl.io import atomic_save_json
+from advcam_pl.io import atomic_save_json, png_is_complete
 from advcam_pl.pipeline.common import build_trainer, data_root, is_fresh, log_metrics, stage_loggers
+from advcam_pl.pipeline.provenance import Provenance, file_identity, settings_of
 from advcam_pl.training.callbacks import SegmentationWriter
 
 log = logging.getLogger(__name__)
@@ -75,15 +75,23 @@ def export_ids(cfg: DictConfig, root: Path | None = None) -> list[str] | None:
     return VOCReader(root, cfg.data.test_list).ids
 
 
+ARCHITECTURE = ("depth", "num_classes", "rates")  # DeepLab hyper-parameters that must match cfg.model.module
+
+
+def provenance(cfg: DictConfig) -> Provenance:
+    """The predictions are the checkpoint's (by content) under the eval settings."""
+    out = Path(cfg.artifacts.seg_pred_dir)
+    settings = settings_of(cfg, ["model.eval", "data.name", "data.val_list", "data.test_list"],
+                           ignore=["model.eval.crf_workers"])
+    return Provenance("eval_seg", out, settings, {"seg_ckpt": file_identity(cfg.artifacts.seg_ckpt)},
+                      keep_both="another artifacts.seg_pred_dir", policy="replace",
+                      patterns=("val/*.png", "val_no_crf/*.png", "results/**/*.png", "results_*_test.tar.gz"),
+                      companions=[Path(cfg.artifacts.seg_metrics)])
+
+
 def fingerprint(cfg: DictConfig) -> str:
-    """A hash of the checkpoint file (path, size, mtime) and the eval settings."""
-    ckpt = Path(cfg.artifacts.seg_ckpt)
-    stat = ckpt.stat()
-    eval_cfg = OmegaConf.to_container(cfg.model.eval, resolve=True)
-    eval_cfg.pop("crf_workers", None)
-    key = json.dumps({"ckpt": str(ckpt.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                      "eval": eval_cfg}, sort_keys=True)
-    return hashlib.sha1(key.encode()).hexdigest()[:16]
+    """The digest of the checkpoint's SHA-256 and the eval settings (stored in the metrics JSON)."""
+    return provenance(cfg).digest
 
 
 def is_done(cfg: DictConfig) -> bool:
@@ -100,21 +108,7 @@ def is_done(cfg: DictConfig) -> bool:
     if ids is None:
         return True
     folder = server_dir(cfg.artifacts.seg_pred_dir, cfg.model.eval.competition)
-    return all((folder / f"{i}.png").is_file() for i in ids)
-
-
-def _drop_stale_predictions(cfg: DictConfig, current: str) -> None:
-    """Predictions made by another checkpoint or other settings would be skipped on resume: delete them."""
-    out = Path(cfg.artifacts.seg_pred_dir)
-    marker = out / "fingerprint.json"
-    if marker.is_file() and json.loads(marker.read_text()).get("fingerprint") != current:
-        log.warning("eval_seg: %s holds predictions of another checkpoint or other eval settings; "
-                    "deleting them", out)
-        for name in ("val", "val_no_crf", "results"):
-            shutil.rmtree(out / name, ignore_errors=True)
-        for archive in out.glob("results_*_test.tar.gz"):
-            archive.unlink()
-    atomic_save_json(marker, {"fingerprint": current, "checkpoint": str(cfg.artifacts.seg_ckpt)})
+    return all(png_is_complete(folder / f"{i}.png") for i in ids)
 
 
 # -- predictions ----------------------------------------------------------------------------------
@@ -126,7 +120,7 @@ def _predict_split(trainer: pl.Trainer, model: pl.LightningModule, writer: Segme
     """Predict every id of ``split`` whose target PNGs do not all exist; returns how many."""
     datamodule = SegmentationDataModule(
         root, val_list=split, num_workers=num_workers, skip_bad=skip_bad, predict_list=split,
-        predict_exclude=lambda i: all(p.is_file() for p in targets(i).values()),
+        predict_exclude=lambda i: all(png_is_complete(p) for p in targets(i).values()),
     )  # fmt: skip
     datamodule.setup("predict")
     todo = len(datamodule.predict_set)
@@ -162,12 +156,14 @@ def run(cfg: DictConfig) -> dict:
 
     root = data_root(cfg)
     ev = cfg.model.eval
-    current = fingerprint(cfg)
-    _drop_stale_predictions(cfg, current)
+    module = cfg.model.module
+    model = load_deeplab(cfg.artifacts.seg_ckpt, expected={k: module[k] for k in ARCHITECTURE if k in module},
+                         test_scales=list(ev.scales), test_flip=bool(ev.flip), test_fuse=str(ev.fuse))
+    record = provenance(cfg)
+    record.begin(cfg)
+    current = record.digest
     dirs = pred_dirs(cfg)
     crf = crf_params(cfg)
-    model = load_deeplab(cfg.artifacts.seg_ckpt, test_scales=list(ev.scales), test_flip=bool(ev.flip),
-                         test_fuse=str(ev.fuse))
     writer = SegmentationWriter(crf, ev.get("crf_workers", 0))
     trainer = build_trainer(cfg, (), [writer])
 
