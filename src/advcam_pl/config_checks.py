@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from advcam_pl.errors import ConfigError
 
@@ -78,8 +79,11 @@ FRACTION = number(0, 1)
 RATE = number(0, low_open=True)
 DEPTH = choice(18, 34, 50, 101, 152)
 
+PATH = Rule(lambda v: isinstance(v, str) and v != "", "a path")
+
 RULES: dict[str, Rule] = {
     "seed": number(integer=True),
+    "data.root": Rule(PATH.accepts, "a path (the VOC2012 folder, e.g. data.root=/data/VOCdevkit/VOC2012)"),
     "skip_done": BOOL,
     "data.num_workers": COUNT,
     "data.skip_bad": BOOL,
@@ -169,7 +173,10 @@ def config_errors(cfg: DictConfig) -> list[str]:
     for key, rule in RULES.items():
         try:
             value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=True)
-        except Exception as err:  # a missing mandatory value (???) or a broken interpolation
+        except MissingMandatoryValue:
+            errors.append(f"{key} must be set: {rule.expected}")
+            continue
+        except Exception as err:  # a broken interpolation
             errors.append(f"{key} cannot be read: {type(err).__name__}: {str(err).splitlines()[0]}")
             continue
         if value is _ABSENT:

@@ -1,0 +1,85 @@
+"""A training stage killed mid-fit resumes from its progress checkpoint and ends with the same number
+of optimiser steps as an uninterrupted fit; a NaN loss stops the fit naming the step (issue 14
+items 2 and 7)."""
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from advcam_pl.errors import NonFiniteError
+from advcam_pl.pipeline import train_cam
+from advcam_pl.training.callbacks import FiniteLossGuard
+from advcam_pl.training.checkpoint import load_checkpoint_file, progress_path
+
+OVERRIDES = ("data=synthetic", "classifier=resnet18", "classifier.train.max_epochs=2", "classifier.train.crop_size=32",
+             "classifier.train.resize_long=[32,48]", "logger=none", "trainer=cpu", "+trainer.enable_progress_bar=false",
+             "callbacks=none")
+
+
+class Killed(Exception):
+    pass
+
+
+class Kill(pl.Callback):
+    """Stops the process's fit at ``step`` the way a kill does: nothing after it runs (the
+    progress checkpoint of that step, written before this callback, is what survives)."""
+
+    def __init__(self, step: int):
+        self.step, self.batches_per_epoch = step, None
+
+    def on_train_batch_end(self, trainer, *args):
+        self.batches_per_epoch = trainer.num_training_batches
+        if trainer.global_step == self.step:
+            raise Killed(f"killed at step {self.step}")
+
+
+class CountSteps(pl.Callback):
+    def __init__(self):
+        self.steps = []
+
+    def on_train_batch_end(self, trainer, *args):
+        self.steps.append(trainer.global_step)
+
+
+@pytest.mark.parametrize("every_n_steps,resume_step", [(1, 4), (0, 3)], ids=["mid-epoch", "epoch-end"])
+def test_killed_fit_resumes_with_the_same_number_of_steps(compose_cfg, synthetic_root, monkeypatch,
+                                                          every_n_steps, resume_step):
+    cfg = compose_cfg(*OVERRIDES, f"data.root={synthetic_root}", f"classifier.train.save_every_n_steps={every_n_steps}")
+    kill = Kill(step=4)  # the second batch of the second epoch
+    monkeypatch.setattr(train_cam, "training_callbacks", lambda cfg, loggers: [kill])
+    with pytest.raises(Killed, match="killed at step 4"):
+        train_cam.run(cfg)
+    progress = progress_path(cfg.artifacts.cam_ckpt)
+    assert load_checkpoint_file(progress)["global_step"] == resume_step  # every n steps, or the epoch's end
+    assert not train_cam.is_done(cfg)
+
+    count = CountSteps()
+    monkeypatch.setattr(train_cam, "training_callbacks", lambda cfg, loggers: [count])
+    metrics = train_cam.run(cfg)
+    total = 2 * kill.batches_per_epoch
+    assert metrics["steps"] == total == 6 and count.steps == list(range(resume_step + 1, total + 1))
+    assert train_cam.is_done(cfg) and not progress.exists()
+    final = load_checkpoint_file(cfg.artifacts.cam_ckpt)
+    assert final["global_step"] == total and "optimizer_states" not in final
+
+
+class Diverging(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch, batch_idx):
+        loss = self.layer(batch[0]).pow(2).mean()
+        return loss * float("nan") if self.global_step == 2 else loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_a_nan_loss_stops_the_fit_naming_the_step():
+    data = torch.utils.data.TensorDataset(torch.randn(8, 2))
+    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, callbacks=[FiniteLossGuard("train_cam")])
+    with pytest.raises(NonFiniteError, match=r"train_cam: the training loss is nan at optimiser step 3 "
+                                             r"\(epoch 0, batch 2\)"):
+        trainer.fit(Diverging(), torch.utils.data.DataLoader(data, batch_size=2))
