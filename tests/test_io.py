@@ -43,16 +43,6 @@ def test_json_is_atomic_and_readable(tmp_path):
 # -- temporary files of killed writes, and "is this file complete" -------------------------------------
 
 
-def dead_pid() -> int:
-    """The pid of a process that has exited (a writer killed with -9 leaves exactly that behind)."""
-    import subprocess
-    import sys
-
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
-
-
 def test_temp_names_say_which_file_and_which_writer(tmp_path):
     target = tmp_path / "2007_000032.npz"
     tmp = io.temp_path(target)
@@ -63,16 +53,15 @@ def test_temp_names_say_which_file_and_which_writer(tmp_path):
     assert io.temp_target("2007_000032.npz") is None
 
 
-def test_stale_temp_files_are_removed_and_live_writers_kept(tmp_path):
-    host = io.temp_prefix(tmp_path / "x").split(".")[-2].rsplit("-", 1)[0]
-    dead = tmp_path / f".a.npz.{host}-{dead_pid()}.k3j2h1g0.tmp"  # kill -9 during a write
+def test_stale_temp_files_are_removed_and_live_writers_kept(tmp_path, killed_writer_temp):
+    dead = killed_writer_temp(tmp_path / "a.npz")  # kill -9 during a write
     legacy = tmp_path / ".b.png.q8w7e6r5.tmp"  # an earlier version's temporary name
     legacy_ckpt = tmp_path / ".cam_classifier.ckpt.tmp"
     alive = io.temp_path(tmp_path / "c.npz")  # this process: still writing
     foreign = tmp_path / ".editor.swp.tmp"  # not ours
     sub = tmp_path / "val"
     sub.mkdir()
-    nested = sub / f".d.png.{host}-{dead_pid()}.abcdefgh.tmp"
+    nested = killed_writer_temp(sub / "d.png")
     for path in (dead, legacy, legacy_ckpt, alive, foreign, nested):
         path.write_bytes(b"half")
     (tmp_path / "a.npz").write_bytes(b"done")
@@ -81,8 +70,8 @@ def test_stale_temp_files_are_removed_and_live_writers_kept(tmp_path):
         [dead.name, legacy.name, legacy_ckpt.name])
     assert alive.exists() and foreign.exists() and nested.exists() and (tmp_path / "a.npz").exists()
     assert io.remove_stale_temp_files(tmp_path, recursive=True) == [nested]
-    ckpt_tmp = tmp_path / f".irn.ckpt.{host}-{dead_pid()}.tmp"
-    other_tmp = tmp_path / f".seg.ckpt.{host}-{dead_pid()}.tmp"
+    ckpt_tmp = killed_writer_temp(tmp_path / "irn.ckpt")
+    other_tmp = killed_writer_temp(tmp_path / "seg.ckpt")
     ckpt_tmp.write_bytes(b"x")
     other_tmp.write_bytes(b"x")
     assert io.remove_stale_temp_files(tmp_path, target="irn.ckpt") == [ckpt_tmp] and other_tmp.exists()

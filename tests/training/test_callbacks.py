@@ -1,6 +1,7 @@
 """Training plumbing: the atomic checkpoint and its barrier, the progress checkpoint, cfg.callbacks."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from pytorch_lightning.callbacks import LearningRateMonitor
@@ -18,6 +19,8 @@ class FakeTrainer:
 
     def __init__(self, rank: int = 0, global_step: int = 0, max_steps: int = -1):
         self.is_global_zero, self.global_step, self.max_steps = rank == 0, global_step, max_steps
+        # mid-epoch: ProgressCheckpoint saves the last batch of an epoch at the epoch's end instead
+        self.fit_loop = SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=SimpleNamespace(is_last_batch=False)))
         self.events: list = []
         self.strategy = self
 

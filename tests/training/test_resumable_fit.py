@@ -41,17 +41,24 @@ class CountSteps(pl.Callback):
         self.steps.append(trainer.global_step)
 
 
-@pytest.mark.parametrize("every_n_steps,resume_step", [(1, 4), (0, 3)], ids=["mid-epoch", "epoch-end"])
+@pytest.mark.parametrize("every_n_steps,kills,resume_step", [
+    (1, [4], 4),  # the second batch of the second epoch: resumes mid-epoch
+    (0, [4], 3),  # epoch checkpoints only: resumes at the epoch's end
+    # killed at the end of the first epoch's last batch, then again mid-way: Lightning would count
+    # an epoch too many had the last batch been saved before the epoch's end
+    (1, [3, 5], 5),
+], ids=["mid-epoch", "epoch-end", "twice-across-an-epoch-end"])
 def test_killed_fit_resumes_with_the_same_number_of_steps(compose_cfg, synthetic_root, monkeypatch,
-                                                          every_n_steps, resume_step):
+                                                          every_n_steps, kills, resume_step):
     cfg = compose_cfg(*OVERRIDES, f"data.root={synthetic_root}", f"classifier.train.save_every_n_steps={every_n_steps}")
-    kill = Kill(step=4)  # the second batch of the second epoch
-    monkeypatch.setattr(train_cam, "training_callbacks", lambda cfg, loggers: [kill])
-    with pytest.raises(Killed, match="killed at step 4"):
-        train_cam.run(cfg)
     progress = progress_path(cfg.artifacts.cam_ckpt)
+    for step in kills:
+        kill = Kill(step)
+        monkeypatch.setattr(train_cam, "training_callbacks", lambda cfg, loggers: [kill])
+        with pytest.raises(Killed, match=f"killed at step {step}"):
+            train_cam.run(cfg)
+        assert progress.is_file() and not train_cam.is_done(cfg)
     assert load_checkpoint_file(progress)["global_step"] == resume_step  # every n steps, or the epoch's end
-    assert not train_cam.is_done(cfg)
 
     count = CountSteps()
     monkeypatch.setattr(train_cam, "training_callbacks", lambda cfg, loggers: [count])

@@ -270,7 +270,7 @@ class Provenance:
         recomputed_by_this_run = same and record.get("overwritten_by") == this_run
         if same and (not overwrite or recomputed_by_this_run):
             return
-        if not self.output_files() and not overwrite:  # nothing made yet (or all deleted): nothing to protect
+        if record is None and not self.output_files() and not overwrite:  # nothing made yet
             self._write(rank, overwritten_by=None)
             return
         if not same and not overwrite and self.policy == "refuse":
@@ -338,8 +338,9 @@ class Provenance:
                            f"outputs in {self.record_path}")
 
     def _refusal(self, record: Mapping | None) -> str:
-        what = f"the outputs in {self.output}" if self.is_folder else f"{self.output}"
+        what, verb, them = ((f"the outputs in {self.output}", "were", "them") if self.is_folder
+                            else (str(self.output), "was", "it"))
         changes = "\n  ".join(self.changes(record))
-        return (f"{self.stage}: {what} were made with other settings or inputs than this run's:\n  {changes}\n"
-                f"Keep them and write new ones: use {self.keep_both}. Replace them: add overwrite=true (or "
-                f"overwrite=[{self.stage}]), which deletes them and computes them again.")
+        return (f"{self.stage}: {what} {verb} made with other settings or inputs than this run's:\n  {changes}\n"
+                f"Keep {them} and write new outputs: use {self.keep_both}. Replace {them}: add overwrite=true (or "
+                f"overwrite=[{self.stage}]), which deletes {them} and computes {them} again.")

@@ -57,14 +57,23 @@ def _training_ends_at(trainer: pl.Trainer, step: int) -> bool:
     return max_steps > 0 and step >= max_steps
 
 
+def _last_batch_of_epoch(trainer: pl.Trainer) -> bool:
+    return bool(trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
+
+
 class ProgressCheckpoint(pl.Callback):
     """A full checkpoint (model, optimiser, schedule, loop state) at ``path``, written atomically:
     every ``every_n_steps`` optimiser steps (0: never) and at the end of every epoch, but not when
     the fit is about to end (the stage writes its final checkpoint then). ``trainer.fit(ckpt_path=path)``
     resumes and ends with the same number of optimiser steps as an uninterrupted fit.
 
+    The last batch of an epoch is saved at the epoch's end, never right after the batch: Lightning
+    (2.6) restores a checkpoint taken between the two, but the epoch count of a fit resumed from it
+    lags by one, so a second interruption would add an epoch.
+
     While the fit runs, SIGTERM/SIGINT are deferred (:mod:`advcam_pl.signals`): the current batch
-    finishes, the checkpoint is saved, then :class:`~advcam_pl.signals.Interrupted` stops the fit.
+    finishes (on the last batch, the epoch), the checkpoint is saved, then
+    :class:`~advcam_pl.signals.Interrupted` stops the fit.
     """
 
     def __init__(self, path: str | os.PathLike, every_n_steps: int = 0, every_epoch: bool = True):
@@ -75,21 +84,28 @@ class ProgressCheckpoint(pl.Callback):
         self._last_step = trainer.global_step
         save_checkpoint_atomic(trainer, self.path)
 
+    def _stop_if_signalled(self, trainer: pl.Trainer) -> None:
+        if signals.pending() is None:
+            return
+        if trainer.global_step != self._last_step:
+            self._save(trainer)
+        log.warning("fit stopped at step %d by a signal; %s resumes it", trainer.global_step, self.path)
+        signals.raise_if_pending()
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         signals.defer()
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        if _last_batch_of_epoch(trainer):
+            return  # saved (and stopped, after a signal) at the epoch's end
+        self._stop_if_signalled(trainer)
         step = trainer.global_step
-        if signals.pending() is not None:
-            if step != self._last_step:
-                self._save(trainer)
-            log.warning("fit stopped at step %d by a signal; %s resumes it", step, self.path)
-            signals.raise_if_pending()
         if (self.every_n_steps and step and step != self._last_step and step % self.every_n_steps == 0
                 and not _training_ends_at(trainer, step)):
             self._save(trainer)
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._stop_if_signalled(trainer)
         last_epoch = trainer.max_epochs is not None and trainer.max_epochs > 0 and \
             trainer.current_epoch + 1 >= trainer.max_epochs
         if (self.every_epoch and trainer.global_step != self._last_step and not last_epoch
