@@ -54,7 +54,7 @@ def test_killed_fit_resumes_with_the_same_number_of_steps(compose_cfg, synthetic
     progress = progress_path(cfg.artifacts.cam_ckpt)
     for step in kills:
         kill = Kill(step)
-        monkeypatch.setattr(train_cam, "training_callbacks", lambda cfg, loggers: [kill])
+        monkeypatch.setattr(train_cam, "training_callbacks", lambda cfg, loggers, kill=kill: [kill])
         with pytest.raises(Killed, match=f"killed at step {step}"):
             train_cam.run(cfg)
         assert progress.is_file() and not train_cam.is_done(cfg)
