@@ -10,6 +10,7 @@ import pytest
 from test_refine_stages import OVERRIDES, fake_cams
 
 from advcam_pl.advcam.cam_io import cam_path, load_cam, save_cam
+from advcam_pl.data.affinity import read_label_png
 from advcam_pl.errors import CorruptFileError, NonFiniteError
 from advcam_pl.io import temp_path
 from advcam_pl.pipeline import eval_cam, make_ir_label, run_pipeline, run_stage
@@ -46,6 +47,8 @@ def test_a_truncated_output_is_made_again_byte_identically(cfg):
     png = sorted(out.glob("*.png"))[3]
     whole = png.read_bytes()
     png.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(CorruptFileError, match=rf"label PNG {png} cannot be read"):
+        read_label_png(png)
     assert not make_ir_label.is_done(cfg)
     assert run_stage("make_ir_label", cfg)["num_written"] == 1
     assert png.read_bytes() == whole and make_ir_label.is_done(cfg)

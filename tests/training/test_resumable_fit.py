@@ -9,7 +9,7 @@ import torch
 from advcam_pl.errors import NonFiniteError
 from advcam_pl.pipeline import train_cam
 from advcam_pl.training.callbacks import FiniteLossGuard
-from advcam_pl.training.checkpoint import load_checkpoint_file, progress_path
+from advcam_pl.training.checkpoint import hpc_dir, load_checkpoint_file, progress_path, resume_checkpoint
 
 OVERRIDES = ("data=synthetic", "classifier=resnet18", "classifier.train.max_epochs=2", "classifier.train.crop_size=32",
              "classifier.train.resize_long=[32,48]", "logger=none", "trainer=cpu", "+trainer.enable_progress_bar=false",
@@ -90,3 +90,16 @@ def test_a_nan_loss_stops_the_fit_naming_the_step():
     with pytest.raises(NonFiniteError, match=r"train_cam: the training loss is nan at optimiser step 3 "
                                              r"\(epoch 0, batch 2\)"):
         trainer.fit(Diverging(), torch.utils.data.DataLoader(data, batch_size=2))
+
+
+def test_the_restart_resumes_from_the_newest_complete_checkpoint(tmp_path):
+    """After a SLURM requeue Lightning's requeue checkpoint (hpc_ckpt_<n>.ckpt, saved at the signal)
+    may be newer than the progress checkpoint; a truncated one never counts."""
+    final = tmp_path / "irn.ckpt"
+    assert resume_checkpoint(final) is None
+    torch.save({"global_step": 40}, progress_path(final))
+    assert resume_checkpoint(final) == progress_path(final)
+    hpc_dir(final).mkdir()
+    torch.save({"global_step": 57}, hpc_dir(final) / "hpc_ckpt_1.ckpt")
+    (hpc_dir(final) / "hpc_ckpt_2.ckpt").write_bytes(b"PK\x03\x04 cut short")
+    assert resume_checkpoint(final) == hpc_dir(final) / "hpc_ckpt_1.ckpt"

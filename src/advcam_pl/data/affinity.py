@@ -66,9 +66,18 @@ def stride4_labels(label: np.ndarray) -> np.ndarray:
 
 
 def read_label_png(path: str | Path) -> np.ndarray:
-    """An IR-label / pseudo-mask PNG as indices ``[H, W]`` uint8."""
-    with Image.open(path) as image:
-        return np.array(image)
+    """An IR-label / pseudo-mask PNG as indices ``[H, W]`` uint8; a broken file is a
+    :class:`~advcam_pl.errors.CorruptFileError` naming it."""
+    from advcam_pl.errors import CorruptFileError
+
+    try:
+        with Image.open(path) as image:
+            return np.array(image)
+    except FileNotFoundError:
+        raise
+    except (OSError, SyntaxError, ValueError) as err:  # PIL's errors for truncated or foreign files
+        raise CorruptFileError(f"label PNG {path} cannot be read ({err}); run the stage that wrote it again "
+                               "(make_ir_label / make_sem_seg redo broken files)") from err
 
 
 class AffinityDataset(Dataset):
