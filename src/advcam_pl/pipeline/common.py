@@ -141,6 +141,27 @@ def remove_broken_outputs(folder: str | Path, ids: Sequence[str], suffix: str) -
     return broken
 
 
+def images_to_do(stage: str, reader, out_dir: str | Path, suffix: str, upstream_dir: str | Path,
+                 skip_bad: bool) -> tuple[list[str], dict[str, str]]:
+    """The ids of ``reader``'s list that a per-image stage still owes (output missing or broken),
+    and the images it leaves out: those recorded as skipped in ``upstream_dir`` (the folder it reads)
+    or its own ``out_dir``, and, with ``skip_bad``, those unreadable now. The skipped ones are
+    recorded in ``out_dir`` (:mod:`advcam_pl.pipeline.skipped`) and logged."""
+    from advcam_pl.pipeline.skipped import log_skipped, read_skipped, record_skipped, without_skipped
+
+    skipped = {**read_skipped(upstream_dir), **read_skipped(out_dir)}
+    todo = missing_outputs(out_dir, without_skipped(reader.ids, skipped), suffix)
+    if skip_bad:
+        from advcam_pl.data.datamodules import find_bad_ids
+
+        bad = find_bad_ids(reader, todo)
+        skipped.update(bad)
+        todo = without_skipped(todo, bad)
+    record_skipped(out_dir, skipped)
+    log_skipped(stage, skipped)
+    return todo, skipped
+
+
 def all_written(folder: str | Path, ids: Sequence[str], suffix: str) -> bool:
     """The skip rule of the per-image stages: ``folder/<id><suffix>`` is complete for every id."""
     return Path(folder).is_dir() and not missing_outputs(folder, ids, suffix)

@@ -25,14 +25,14 @@ from advcam_pl.data.voc import VOCReader
 from advcam_pl.pipeline.common import (
     all_written,
     data_root,
+    images_to_do,
     list_ids,
     log_metrics,
-    missing_outputs,
     require_cam_files,
     stage_loggers,
 )
 from advcam_pl.pipeline.provenance import Provenance, folder_identity, settings_of
-from advcam_pl.pipeline.skipped import log_skipped, read_skipped, record_skipped, without_skipped
+from advcam_pl.pipeline.skipped import read_skipped, without_skipped
 from advcam_pl.refine.crf import parallel_map
 from advcam_pl.refine.ir_label import write_ir_label
 
@@ -68,18 +68,9 @@ def run(cfg: DictConfig) -> dict:
     reader = VOCReader(data_root(cfg), cfg.data.infer_list)
     cam_dir, out_dir = Path(cfg.artifacts.cam_dir), Path(cfg.artifacts.ir_label_dir)
     provenance(cfg).begin(cfg)
-    skipped = skipped_ids(cfg)
-    ids = without_skipped(reader.ids, skipped)
-    todo = missing_outputs(out_dir, ids, ".png")
-    if cfg.data.skip_bad:
-        from advcam_pl.data.datamodules import find_bad_ids
-
-        bad = find_bad_ids(reader, todo)
-        skipped.update(bad)
-        todo = without_skipped(todo, bad)
-    record_skipped(out_dir, skipped)
-    log_skipped("make_ir_label", skipped)
+    todo, skipped = images_to_do("make_ir_label", reader, out_dir, ".png", cam_dir, bool(cfg.data.skip_bad))
     require_cam_files(cam_dir, todo)
+    ids = without_skipped(reader.ids, skipped)
     log.info("make_ir_label: %d of %d images to label (%d done)", len(todo), len(ids), len(ids) - len(todo))
     out_dir.mkdir(parents=True, exist_ok=True)
     job = partial(

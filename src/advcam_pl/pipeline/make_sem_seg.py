@@ -29,14 +29,14 @@ from advcam_pl.models.irn import IRN
 from advcam_pl.pipeline.common import (
     all_written,
     data_root,
+    images_to_do,
     list_ids,
     log_metrics,
-    missing_outputs,
     require_cam_files,
     stage_loggers,
 )
 from advcam_pl.pipeline.provenance import Provenance, file_identity, folder_identity, settings_of
-from advcam_pl.pipeline.skipped import log_skipped, read_skipped, record_skipped, without_skipped
+from advcam_pl.pipeline.skipped import read_skipped, without_skipped
 from advcam_pl.refine.random_walk import sem_seg_labels
 from advcam_pl.training.checkpoint import load_trained
 
@@ -101,16 +101,7 @@ def run(cfg: DictConfig) -> dict:
     device = inference_device(cfg)
     model = load_irn(cfg).eval().to(device)
     provenance(cfg).begin(cfg)
-    skipped = skipped_ids(cfg)
-    todo = missing_outputs(out_dir, without_skipped(reader.ids, skipped), ".png")
-    if cfg.data.skip_bad:
-        from advcam_pl.data.datamodules import find_bad_ids
-
-        bad = find_bad_ids(reader, todo)
-        skipped.update(bad)
-        todo = without_skipped(todo, bad)
-    record_skipped(out_dir, skipped)
-    log_skipped("make_sem_seg", skipped)
+    todo, skipped = images_to_do("make_sem_seg", reader, out_dir, ".png", cam_dir, bool(cfg.data.skip_bad))
     require_cam_files(cam_dir, todo)
     log.info("make_sem_seg: %d of %d images to do", len(todo), len(reader.ids))
     rw = cfg.irn.random_walk
