@@ -9,7 +9,7 @@ DEMO_DIR ?= outputs/demo
 VOC_ROOT ?=
 ARGS ?=
 
-.PHONY: help setup test demo lint bench reproduce-weak clean
+.PHONY: help setup test demo lint bench gpu-check reproduce-weak clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ lint: setup  ## ruff
 
 bench: setup  ## AdvCAM speed: reference vs fast implementation (CPU settings; see benchmarks/README)
 	$(BIN)/python benchmarks/advcam_speed.py $(ARGS)
+
+gpu-check: setup  ## AdvCAM throughput on a GPU in one table (<= 8 min); ARGS=--cpu for small CPU sizes
+	PYTHON=$(BIN)/python benchmarks/gpu_check.sh $(ARGS)
 
 reproduce-weak: setup  ## the paper's weak chain on a real VOC tree: make reproduce-weak VOC_ROOT=/path/to/VOC2012 [ARGS="..."]
 	@if [ -z "$(VOC_ROOT)" ]; then echo "usage: make reproduce-weak VOC_ROOT=/path/to/VOCdevkit/VOC2012 [ARGS='hydra overrides']"; exit 2; fi

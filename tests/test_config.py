@@ -37,10 +37,10 @@ def test_every_experiment_cam_file_names_an_experiment_and_a_cam_option(name, co
 
 def test_the_demo_experiment_sets_advcams_steps_and_leaves_plain_cam_alone(compose_cfg):
     for cam in ("advcam", "advcam_noreg"):
-        assert compose_cfg("experiment=demo", f"cam={cam}").cam.steps == 8
-        assert compose_cfg("data.root=/voc", f"cam={cam}").cam.steps == 27
-    assert "steps" not in compose_cfg("experiment=demo", "cam=cam").cam
-    assert compose_cfg("experiment=demo", "cam=advcam", "cam.steps=3").cam.steps == 3  # the command line wins
+        assert compose_cfg("experiment=demo", f"cam={cam}").cam.climb.steps == 8
+        assert compose_cfg("data.root=/voc", f"cam={cam}").cam.climb.steps == 27
+    assert "climb" not in compose_cfg("experiment=demo", "cam=cam").cam
+    assert compose_cfg("experiment=demo", "cam=advcam", "cam.climb.steps=3").cam.climb.steps == 3  # the command line wins
 
 
 def test_artifacts_live_under_the_work_dir(compose_cfg):

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from advcam_pl.advcam.writer import CAMWriter
+from advcam_pl.advcam.writer import CAMWriter, num_skipped, predictions
 
 
 class TinyCAMNet(nn.Module):
@@ -65,13 +65,14 @@ class LoggingCAMWriter(CAMWriter):
                            dataloader_idx) -> None:
         if self.fail_after is not None and self.written >= self.fail_after:
             raise RuntimeError(f"simulated crash after {self.written} images")
-        before = self.written
-        super().write_on_batch_end(trainer, pl_module, prediction, batch_indices, batch, batch_idx,
-                                   dataloader_idx)
-        if self.written > before:
-            self.log_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.log_dir / f"writes_{trainer.global_rank}.txt", "a") as f:
-                f.write(prediction.image_id + "\n")
+        self.skipped += num_skipped(prediction)
+        for item in predictions(prediction):
+            before = self.written
+            super().write_on_batch_end(trainer, pl_module, item, batch_indices, batch, batch_idx, dataloader_idx)
+            if self.written > before:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                with open(self.log_dir / f"writes_{trainer.global_rank}.txt", "a") as f:
+                    f.write(item.image_id + "\n")
 
 
 def logged_writes(log_dir) -> list[str]:

@@ -16,6 +16,7 @@ from advcam_pl.data.datamodules import (
     SegmentationDataset,
     ShardSampler,
     collate_single,
+    size_buckets,
 )
 from advcam_pl.data.voc import VOCReader
 
@@ -97,9 +98,60 @@ def test_predict_dataloader_gives_each_rank_its_shard(synthetic_root):
     assert all(len(s) in (2, 3) for s in seen)
 
 
+def test_size_buckets_batch_equal_keys_and_keep_every_index_once():
+    keys = ["a", "b", "a", "a", "b", "c", "a"]
+    assert size_buckets(keys, 2) == [[0, 2], [1, 4], [3, 6], [5]]
+    assert size_buckets(keys, 1) == [[i] for i in range(len(keys))]
+    assert size_buckets([], 4) == []
+    with pytest.raises(ValueError, match="batch_size"):
+        size_buckets(keys, 0)
+
+
+@pytest.fixture(scope="module")
+def two_size_root(synthetic_factory):
+    """12 train images of two sizes only (48×36 and 36×48), like VOC's 500×375 / 375×500."""
+    return synthetic_factory(seed=1, num_train=24, num_val=4, num_test=2, long_side=(48, 48),
+                             short_ratio=(0.75, 0.75))
+
+
+def test_batches_hold_images_of_one_size_at_every_scale(two_size_root):
+    module = InferenceDataModule(two_size_root, "train", scales=(1.0, 0.5, 1.5), batch_size=4,
+                                 with_image_uint8=False)
+    module.setup("predict")
+    batches = list(module.predict_dataloader())
+    ids = [item["id"] for batch in batches for item in batch]
+    assert sorted(ids) == sorted(VOCReader(two_size_root, "train").ids)  # each once
+    assert all(1 <= len(batch) <= 4 for batch in batches)
+    for batch in batches:
+        shapes = {tuple(tuple(image.shape) for image in item["images"]) for item in batch}
+        assert len(shapes) == 1
+    sizes = {item["size"] for batch in batches for item in batch}
+    assert len(sizes) == 2 and len(batches) <= len(ids) // 4 + 2  # at most one partial batch per size
+
+
+def test_batched_shards_cover_every_image_once(two_size_root):
+    module = InferenceDataModule(two_size_root, "train", scales=(1.0,), batch_size=3, with_image_uint8=False)
+    module.setup("predict")
+    seen = []
+    for rank in range(2):
+        module.trainer = SimpleNamespace(global_rank=rank, world_size=2)
+        seen += [item["id"] for batch in module.predict_dataloader() for item in batch]
+    assert sorted(seen) == sorted(VOCReader(two_size_root, "train").ids)
+
+
+def test_bad_batch_size_is_rejected(synthetic_root):
+    with pytest.raises(ValueError, match="batch_size"):
+        InferenceDataModule(synthetic_root, "val", batch_size=0)
+
+
+def _ids_of(batch) -> list[str]:
+    return [item["id"] for item in batch] if isinstance(batch, list) else [batch["id"]]
+
+
 class _IdsModule(pl.LightningModule):
     def predict_step(self, batch, batch_idx):
-        return batch["id"], [tuple(image.shape) for image in batch["images"]]
+        items = batch if isinstance(batch, list) else [batch]
+        return [(item["id"], [tuple(image.shape) for image in item["images"]]) for item in items]
 
 
 def test_trainer_predict_sees_every_image_once(synthetic_root):
@@ -107,9 +159,19 @@ def test_trainer_predict_sees_every_image_once(synthetic_root):
     trainer = pl.Trainer(
         accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False
     )
-    outputs = trainer.predict(_IdsModule(), datamodule=module)
+    outputs = [pair for batch in trainer.predict(_IdsModule(), datamodule=module) for pair in batch]
     assert [image_id for image_id, _ in outputs] == VOCReader(synthetic_root, "val").ids
     assert all(len(shapes) == 2 for _, shapes in outputs)
+
+
+def test_trainer_predict_sees_every_image_once_in_batches(two_size_root):
+    module = InferenceDataModule(two_size_root, "train", scales=(1.0,), with_image_uint8=False, batch_size=5)
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    outputs = trainer.predict(_IdsModule(), datamodule=module)
+    assert sorted(i for batch in outputs for i, _ in batch) == sorted(VOCReader(two_size_root, "train").ids)
+    assert max(len(batch) for batch in outputs) == 5
 
 
 def test_segmentation_dataset_pairs_image_and_mask(synthetic_root):
@@ -128,20 +190,22 @@ class _WriteIdsModule(pl.LightningModule):
 
     def predict_step(self, batch, batch_idx):
         with open(f"{self.out_dir}/rank{self.global_rank}.txt", "a") as f:
-            f.write(batch["id"] + "\n")
+            f.write("".join(i + "\n" for i in _ids_of(batch)))
 
 
 @pytest.mark.ddp
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("num_ids", [3, 1])
-def test_ddp_predict_writes_every_id_exactly_once(synthetic_root, tmp_path, num_ids):
+@pytest.mark.parametrize(("num_ids", "batch_size"), [(3, 1), (1, 1), (7, 2)])
+def test_ddp_predict_writes_every_id_exactly_once(synthetic_root, two_size_root, tmp_path, num_ids, batch_size):
     if torch.cuda.is_initialized():
         pytest.skip("cannot fork worker processes after CUDA is initialised")
-    ids = VOCReader(synthetic_root, "val").ids
     # 3 ids on 2 ranks: uneven shards, and Lightning re-wrapping our sampler would lose an id;
-    # 1 id: rank 1 has nothing to do and must neither fail nor get a duplicate.
+    # 1 id: rank 1 has nothing to do and must neither fail nor get a duplicate;
+    # 7 ids of two sizes in batches of 2: uneven batches sharded, none split or repeated.
+    root, split = (synthetic_root, "val") if batch_size == 1 else (two_size_root, "train")
+    ids = VOCReader(root, split).ids
     module = InferenceDataModule(
-        synthetic_root, "val", scales=(1.0,), with_image_uint8=False, skip_ids=ids[num_ids:]
+        root, split, scales=(1.0,), with_image_uint8=False, skip_ids=ids[num_ids:], batch_size=batch_size
     )
     trainer = pl.Trainer(
         accelerator="cpu", devices=2, strategy="ddp_fork", logger=False, enable_progress_bar=False,
@@ -149,4 +213,4 @@ def test_ddp_predict_writes_every_id_exactly_once(synthetic_root, tmp_path, num_
     )  # fmt: skip
     trainer.predict(_WriteIdsModule(str(tmp_path)), datamodule=module, return_predictions=False)
     written = [line for path in sorted(tmp_path.glob("rank*.txt")) for line in path.read_text().split()]
-    assert sorted(written) == ids[:num_ids]
+    assert sorted(written) == sorted(ids[:num_ids])

@@ -36,7 +36,7 @@ def test_each_seed_method_runs_its_chain_and_only_advcam_trains_the_segmentation
     cfgs = demo.main(["--out", str(tmp_path), f"data.root={synthetic_root}"])
     assert fake_metrics.runs == [("train_cam", "cam"), *((s, "cam") for s in CHAIN),
                                  *((s, "advcam") for s in CHAIN), ("train_seg", "advcam"), ("eval_seg", "advcam")]
-    assert cfgs["AdvCAM"].cam.steps == 8 and "steps" not in cfgs["CAM"].cam
+    assert cfgs["AdvCAM"].cam.climb.steps == 8 and "climb" not in cfgs["CAM"].cam
     assert cfgs["CAM"].paths.work_dir == str(tmp_path)
 
     rows = table_rows(capsys.readouterr().out)

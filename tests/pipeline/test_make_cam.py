@@ -14,7 +14,7 @@ from advcam_pl.data.voc import VOCReader
 from advcam_pl.models.cam_classifier import CAMClassifier
 from advcam_pl.pipeline import make_cam
 
-CLIMB = ("cam.steps=2", "cam.scales=[1.0,0.5]")
+CLIMB = ("cam.climb.steps=2", "cam.scales=[1.0,0.5]")
 
 
 OVERRIDES = ("data=synthetic", "data.infer_list=train", "classifier=resnet18", "trainer=cpu",
@@ -50,7 +50,7 @@ def test_make_cam_writes_every_image_and_resumes(compose_cfg, synthetic_root, tm
 
 def test_make_cam_analysis_writes_the_curves(compose_cfg, synthetic_root, tmp_path, checkpoint):
     cfg = compose_cfg(*OVERRIDES, f"data.root={synthetic_root}", f"artifacts.cam_ckpt={checkpoint}",
-                      "cam=advcam_noreg", "cam.analysis=true", "cam.steps=3", "cam.scales=[1.0]")
+                      "cam=advcam_noreg", "cam.analysis=true", "cam.climb.steps=3", "cam.scales=[1.0]")
     metrics = make_cam.run(cfg)
     assert make_cam.is_done(cfg)
     curves = json.loads((tmp_path / "advcam_noreg_analysis.json").read_text())
@@ -63,7 +63,7 @@ def test_make_cam_analysis_writes_the_curves(compose_cfg, synthetic_root, tmp_pa
 def test_plain_cam_config(compose_cfg, synthetic_root, tmp_path, checkpoint):
     cfg = compose_cfg(*OVERRIDES, f"data.root={synthetic_root}", f"artifacts.cam_ckpt={checkpoint}", "cam=cam",
                       "cam.scales=[1.0,0.5]")
-    assert make_cam.climb_kwargs(compose_cfg(*OVERRIDES, f"data.root={synthetic_root}", *CLIMB).cam)["steps"] == 2
+    assert make_cam.climb_options(compose_cfg(*OVERRIDES, f"data.root={synthetic_root}", *CLIMB).cam).steps == 2
     make_cam.run(cfg)
     assert make_cam.is_done(cfg)
     assert cfg.artifacts.cam_dir.endswith("/cam")

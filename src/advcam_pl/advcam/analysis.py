@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from pytorch_lightning.callbacks import Callback
 
 from advcam_pl.advcam.result import Trajectory
+from advcam_pl.advcam.writer import predictions
 from advcam_pl.evaluation.miou import IGNORE_INDEX, NUM_CLASSES, confusion_matrix, miou_from_confusion
 from advcam_pl.io import atomic_save_json
 
@@ -180,9 +181,8 @@ class ClimbAnalysis(Callback):
         self.stats = ClimbStats(*self._args)
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if outputs is None:
-            return
-        self.stats.update(outputs.trajectory, outputs.arrays["keys"], outputs.mask)
+        for prediction in predictions(outputs):
+            self.stats.update(prediction.trajectory, prediction.arrays["keys"], prediction.mask)
 
     def on_predict_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         state = self.stats.state()

@@ -8,13 +8,15 @@ For one image, every present class ``c`` and every scale, the image and its mirr
 and the class map is the sum ``A_0 + … + A_{T−1}`` of the attributions met on the way, aggregated
 over scales like a plain CAM.
 
-- ``impl="reference"``: the official loop literally — class by class, scale by scale, a batch of
-  the two views, Grad-CAM from a second backward pass to the feature map, fp32, and the
-  parameters' ``.grad`` filled by every backward as in the official code.
-- ``impl="fast"`` (default): all present classes (``chunk_size`` at a time) and both views of a
-  scale in one batch, the Grad-CAM map in closed form (no second backward), no parameter
-  gradients, the unused last step skipped, optional autocast and channels-last. Each class's climb
-  stays independent: gradient normalisation, clamp range, mask and ``L_AD`` are per class.
+- ``impl="reference"``: the official loop literally — image by image, class by class, scale by
+  scale, a batch of the two views, Grad-CAM from a second backward pass to the feature map, fp32,
+  and the parameters' ``.grad`` filled by every backward as in the official code.
+- ``impl="fast"`` (default): at each scale, every (image, class) climb whose image has the same size
+  there — all classes of one image, or of many images (:func:`adv_climb_batch`) — and both views in
+  one batch (``chunk_size`` climbs at a time); the Grad-CAM map in closed form (no second backward),
+  no parameter gradients, the unused last step skipped, optional autocast, TF32, channels-last and
+  ``torch.compile``. Every climb stays independent: gradient normalisation, clamp range, mask and
+  ``L_AD`` are per (image, class), and images of different sizes never share a batch (no padding).
 
 Not reproduced on purpose: the official loop multiplies every accumulated map by
 ``mul_for_scale`` (2 when T > 10), which it sets while processing scale 0.5 — the first scale it
@@ -27,7 +29,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -65,16 +68,64 @@ from advcam_pl.advcam.views import ImageInput, flip_pair, original_size, scale_i
 
 log = logging.getLogger(__name__)
 
+Impl = Literal["fast", "reference"]
+
 AUTOCAST_DTYPES = {
     "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
     "fp16": torch.float16, "float16": torch.float16, "16": torch.float16,
 }
 
 
+def parse_autocast_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """``None``, a ``torch.dtype`` or one of ``"bf16"``, ``"bfloat16"``, ``"fp16"``, ``"float16"``."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    key = str(dtype).lower().replace("torch.", "")
+    if key in ("null", "none", "", "fp32", "float32", "32"):
+        return None
+    if key not in AUTOCAST_DTYPES:
+        raise ValueError(f"autocast_dtype must be bf16, fp16 or None, got {dtype!r}")
+    return AUTOCAST_DTYPES[key]
+
+
 @dataclass(frozen=True)
 class ClimbOptions:
-    """The keywords of :func:`adv_climb` that shape one scale's climb."""
+    """AdvCAM's knobs, the one list of them: :func:`adv_climb` and :func:`adv_climb_batch` take
+    them as keywords or as ``options=``, ``conf/cam/advcam.yaml`` instantiates this class
+    (``cam.climb``) and the make_cam stage passes it through. Each official departure from the
+    paper's text is a field whose default is the official choice.
 
+    Attributes:
+        steps: ``T`` adversarial iterations. Default 27.
+        step_size: ``ξ``. Default 0.08 — with the L∞-normalised step (the paper's text says 0.008).
+        lam: ``λ``, weight of the restoring loss ``L_AD``; 0 switches it off. Default 7.
+        tau: ``τ``, the mask threshold on ``A_t / max A_t``. Default 0.5.
+        suppress_others: ``True``/``"all"`` subtract the scores of **all** other classes
+            (official); ``"present"`` only the other present classes; ``False`` none.
+        attribution: ``"gradcam"`` (official: Grad-CAM with positive-count weights, i.e.
+            ``ReLU(S_c)·n_b/N⁺`` per view) or ``"cam"`` (the paper: ``ReLU(S_c)``).
+        step_norm: ``"linf"`` (official: ``g / max|g|`` over both views) or ``"none"``
+            (the paper's raw gradient).
+        clamp: ``"current"`` (official: to the min/max of the current iterate), ``"initial"``
+            (to those of ``x⁰``) or ``"none"``.
+        half_steps_at_half_scale: scale 0.5 runs ``T//2`` steps if ``T > 10``, 5 if
+            ``6 ≤ T ≤ 10`` (official); ``False``: ``T`` everywhere.
+        accumulate: ``"before_step"`` (official: maps of ``x⁰…x^{T−1}``; ``x^T`` is never
+            evaluated) or ``"include_last"`` (the paper's Eq. 4: ``x⁰…x^T``).
+        impl: ``"fast"`` or ``"reference"`` (see the module docstring; same results in fp32).
+        chunk_size: (image, class) climbs per batch of ``"fast"`` (``None``: all those of a
+            scale and size); halved on CUDA out-of-memory.
+        autocast_dtype: ``"bf16"``/``"fp16"`` (or a dtype) runs the network under autocast
+            (``"fast"`` only); the image, the step and the maps stay fp32.
+        channels_last: run the network in channels-last memory format (``"fast"`` only).
+        tf32: ``True`` TF32 for CUDA convolutions and matmuls, ``False`` strict IEEE fp32,
+            ``None`` torch's setting as it is (its default: TF32 convolutions). No effect on CPU.
+        compile: ``torch.compile`` the network's forward (and so its input-gradient backward),
+            the cost of every climbing step (``"fast"`` only; the first call of each input
+            shape compiles).
+    """
+
+    steps: int = 27
     step_size: float = 0.08
     lam: float = 7.0
     tau: float = 0.5
@@ -82,22 +133,62 @@ class ClimbOptions:
     attribution: Attribution = "gradcam"
     step_norm: StepNorm = "linf"
     clamp: Clamp = "current"
+    half_steps_at_half_scale: bool = True
     accumulate: Accumulate = "before_step"
+    impl: Impl = "fast"
+    chunk_size: int | None = None
+    autocast_dtype: torch.dtype | str | None = None
+    channels_last: bool = False
+    tf32: bool | None = None
+    compile: bool = False
 
     def __post_init__(self) -> None:
+        for name, cast in (("steps", int), ("step_size", float), ("lam", float), ("tau", float)):
+            object.__setattr__(self, name, cast(getattr(self, name)))
+        if self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
         for name, allowed in (
             ("attribution", ("gradcam", "cam")),
             ("step_norm", ("linf", "none")),
             ("clamp", ("current", "initial", "none")),
             ("accumulate", ("before_step", "include_last")),
+            ("impl", ("fast", "reference")),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.suppress_others not in (True, False, "all", "present"):
             raise ValueError(f"suppress_others must be True, False, 'all' or 'present', got {self.suppress_others!r}")
+        if self.chunk_size is not None and self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1 or None, got {self.chunk_size}")
+        parse_autocast_dtype(self.autocast_dtype)  # a ValueError for an unknown dtype
+        if self.tf32 not in (None, True, False):
+            raise ValueError(f"tf32 must be true, false or null, got {self.tf32!r}")
+        if self.impl == "reference" and (self.autocast is not None or self.channels_last or self.compile):
+            raise ValueError("impl='reference' is the official fp32 loop: no autocast, no channels_last, no compile")
 
-    def num_maps(self, steps: int) -> int:
-        """Maps accumulated for ``steps`` steps: ``x⁰…x^{T−1}`` (official) or ``x⁰…x^T`` (Eq. 4)."""
+    @classmethod
+    def build(cls, options: ClimbOptions | None = None, **overrides) -> ClimbOptions:
+        """``options`` (default: the official settings) with the keyword ``overrides`` applied;
+        an unknown keyword is a ``TypeError`` that names it and lists the options."""
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(overrides) - set(names))
+        if unknown:
+            raise TypeError(f"unknown AdvCAM option(s) {unknown}; the options are {names}")
+        if options is None:
+            return cls(**overrides)
+        if not isinstance(options, ClimbOptions):
+            raise TypeError(f"options must be a ClimbOptions, got {type(options).__name__}")
+        return replace(options, **overrides) if overrides else options
+
+    @property
+    def autocast(self) -> torch.dtype | None:
+        """``autocast_dtype`` as a ``torch.dtype`` (``None``: fp32)."""
+        return parse_autocast_dtype(self.autocast_dtype)
+
+    def num_maps(self, steps: int | None = None) -> int:
+        """Maps accumulated for ``steps`` (default ``T``) steps: ``x⁰…x^{T−1}`` (official) or
+        ``x⁰…x^T`` (Eq. 4)."""
+        steps = self.steps if steps is None else steps
         return steps + 1 if self.accumulate == "include_last" else steps
 
 
@@ -122,6 +213,15 @@ class ScaleClimb:
             return None if values[0] is None else torch.cat(values, dim)
 
         return ScaleClimb(cat("acc", 0), cat("acc_history", 1), cat("attribution", 1), cat("score", 1))
+
+    def rows(self, index: slice) -> ScaleClimb:
+        """The climbs ``index`` of the class axis."""
+
+        def take(value: torch.Tensor | None, dim: int):
+            return None if value is None else value[(slice(None),) * dim + (index,)]
+
+        return ScaleClimb(take(self.acc, 0), take(self.acc_history, 1), take(self.attribution, 1),
+                          take(self.score, 1))
 
 
 class _History:
@@ -212,33 +312,49 @@ def _climb_scale_reference(
 
 
 # --------------------------------------------------------------------------------------------
-# fast: classes × views in one batch, Grad-CAM in closed form
+# fast: (image, class) climbs × views in one batch, Grad-CAM in closed form
 # --------------------------------------------------------------------------------------------
+
+_compiled_class_maps = None
+
+
+def _network(compile: bool):
+    """``class_maps`` itself, or (``compile=True``) one ``torch.compile`` of it shared by all calls."""
+    global _compiled_class_maps
+    if not compile:
+        return class_maps
+    if _compiled_class_maps is None:
+        _compiled_class_maps = torch.compile(class_maps)
+    return _compiled_class_maps
 
 
 def _climb_chunk_fast(
     model: nn.Module,
-    pair: torch.Tensor,
+    pairs: torch.Tensor,
     keys: torch.Tensor,
-    present: torch.Tensor,
+    coef: torch.Tensor,
     steps: int,
     opts: ClimbOptions,
     record: bool,
-    autocast_dtype: torch.dtype | None,
-    channels_last: bool,
 ) -> ScaleClimb:
-    """Climb the classes ``keys [m]`` of ``pair [2, 3, H, W]`` together: a batch of ``2m`` images."""
+    """Climb ``m`` independent (image, class) pairs together: a batch of ``2m`` images.
+
+    Args:
+        pairs: ``[m, 2, 3, H, W]`` each climb's image and mirror (one image may appear in
+            several rows, one per class).
+        keys: ``[m]`` the class each row climbs.
+        coef: ``[m, C]`` the objective's class coefficients of each row
+            (:func:`~advcam_pl.advcam.equations.objective_coefficients`).
+    """
     weight = classifier_weight(model)
     m = keys.shape[0]
     rows = torch.arange(m, device=keys.device)
     n_pos_weights = positive_weight_counts(weight)[keys]  # [m]
-    coef = objective_coefficients(keys, present, weight.shape[0], opts.suppress_others)  # [m, C]
-    x = pair.detach()[None].repeat(m, 1, 1, 1, 1)  # [m, 2, 3, H, W], class-major
+    x = pairs.detach()
     x0_bounds = value_range(x)
-    autocast = (
-        torch.autocast(x.device.type, dtype=autocast_dtype) if autocast_dtype is not None else nullcontext()
-    )
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    autocast = torch.autocast(x.device.type, dtype=opts.autocast) if opts.autocast is not None else nullcontext()
+    memory_format = torch.channels_last if opts.channels_last else torch.contiguous_format
+    network = _network(opts.compile)
     history = _History(record)
     num_maps = opts.num_maps(steps)
     acc = a0 = None
@@ -247,7 +363,7 @@ def _climb_chunk_fast(
         x.requires_grad_(not last)
         with torch.set_grad_enabled(not last):
             with autocast:
-                s = class_maps(model, x.flatten(0, 1).contiguous(memory_format=memory_format))
+                s = network(model, x.flatten(0, 1).contiguous(memory_format=memory_format))
             s = s.float().unflatten(0, (m, 2))  # [m, 2, C, h, w]
             s_c = s[rows, :, keys]  # [m, 2, h, w]
             a = attribution_map(s_c, n_pos_weights, opts.attribution)  # [m, h, w]
@@ -275,55 +391,62 @@ def _empty_cuda_cache() -> None:
 
 def _climb_scale_fast(
     model: nn.Module,
-    pair: torch.Tensor,
-    keys: torch.Tensor,
+    pairs: dict[int, torch.Tensor],
+    keys: dict[int, torch.Tensor],
+    coefs: dict[int, torch.Tensor],
     steps: int,
     opts: ClimbOptions,
     record: bool,
-    chunk_size: int,
-    autocast_dtype: torch.dtype | None,
-    channels_last: bool,
-) -> tuple[ScaleClimb, int]:
-    """All ``keys`` of one scale, ``chunk_size`` classes per batch; a CUDA OOM halves the chunk.
+    chunk_size: int | None,
+) -> tuple[dict[int, ScaleClimb], int | None]:
+    """Every (image, class) climb of one scale: ``pairs[i] [2, 3, h_i, w_i]``, ``keys[i] [n_i]``,
+    ``coefs[i] [n_i, C]`` per image ``i``.
 
-    Returns the climb and the chunk size that fitted (for the next scale and image).
+    Climbs of images with the same size here share batches of at most ``chunk_size`` (``None``:
+    all of them); a CUDA out-of-memory halves the batch and retries. Returns one
+    :class:`ScaleClimb` per image and the chunk size that fitted (``None`` if none was needed).
     """
-    parts: list[ScaleClimb] = []
-    start = 0
-    while start < keys.shape[0]:
-        chunk = keys[start : start + chunk_size]
-        try:
-            part = _climb_chunk_fast(model, pair, chunk, keys, steps, opts, record, autocast_dtype, channels_last)
-        except torch.cuda.OutOfMemoryError:
-            if chunk.shape[0] == 1:
-                raise
-            chunk_size = max(1, chunk.shape[0] // 2)
-            log.warning("CUDA out of memory climbing %d classes at once; retrying with chunk_size=%d",
-                        chunk.shape[0], chunk_size)
-            part = None
-        if part is None:  # outside the except block, so the failed attempt's tensors are freed
-            _empty_cuda_cache()
-            continue
-        parts.append(part)
-        start += chunk.shape[0]
-    return ScaleClimb.cat(parts), chunk_size
+    by_size: dict[tuple[int, int], list[tuple[int, int]]] = {}  # (h, w) → [(image, class row)]
+    for i, pair in pairs.items():
+        by_size.setdefault(tuple(pair.shape[-2:]), []).extend((i, j) for j in range(keys[i].shape[0]))
+    pieces: dict[int, list[ScaleClimb]] = {i: [] for i in pairs}
+    for rows in by_size.values():
+        start = 0
+        while start < len(rows):
+            chunk = rows[start : start + (chunk_size or len(rows))]
+            try:
+                part = _climb_chunk_fast(
+                    model,
+                    torch.stack([pairs[i] for i, _ in chunk]),
+                    torch.stack([keys[i][j] for i, j in chunk]),
+                    torch.stack([coefs[i][j] for i, j in chunk]),
+                    steps, opts, record,
+                )
+            except torch.cuda.OutOfMemoryError:
+                if len(chunk) == 1:
+                    raise
+                chunk_size = max(1, len(chunk) // 2)
+                log.warning("CUDA out of memory climbing %d (image, class) pairs at once; retrying with "
+                            "chunk_size=%d", len(chunk), chunk_size)
+                part = None
+            if part is None:  # outside the except block, so the failed attempt's tensors are freed
+                _empty_cuda_cache()
+                continue
+            row = 0
+            while row < len(chunk):  # one image's rows are consecutive
+                image = chunk[row][0]
+                end = row
+                while end < len(chunk) and chunk[end][0] == image:
+                    end += 1
+                pieces[image].append(part.rows(slice(row, end)))
+                row = end
+            start += len(chunk)
+    return {i: ScaleClimb.cat(p) for i, p in pieces.items()}, chunk_size
 
 
 # --------------------------------------------------------------------------------------------
-# the public function
+# the public functions
 # --------------------------------------------------------------------------------------------
-
-
-def parse_autocast_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
-    """``None``, a ``torch.dtype`` or one of ``"bf16"``, ``"bfloat16"``, ``"fp16"``, ``"float16"``."""
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    key = str(dtype).lower().replace("torch.", "")
-    if key in ("null", "none", "", "fp32", "float32", "32"):
-        return None
-    if key not in AUTOCAST_DTYPES:
-        raise ValueError(f"autocast_dtype must be bf16, fp16 or None, got {dtype!r}")
-    return AUTOCAST_DTYPES[key]
 
 
 def trajectory_index(t: int, steps: int, scale: float, accumulate: Accumulate, half_steps: bool) -> int:
@@ -339,13 +462,12 @@ def trajectory_index(t: int, steps: int, scale: float, accumulate: Accumulate, h
 
 
 def _trajectory(
-    climbs: Sequence[ScaleClimb], scales: Sequence[float], steps: int, size: tuple[int, int],
-    opts: ClimbOptions, half_steps: bool,
+    climbs: Sequence[ScaleClimb], scales: Sequence[float], size: tuple[int, int], opts: ClimbOptions
 ) -> Trajectory:
     main = next((i for i, s in enumerate(scales) if float(s) == 1.0), 0)
     high_res = []
-    for t in range(opts.num_maps(steps)):
-        rows = [c.acc_history[trajectory_index(t, steps, s, opts.accumulate, half_steps)]
+    for t in range(opts.num_maps()):
+        rows = [c.acc_history[trajectory_index(t, opts.steps, s, opts.accumulate, opts.half_steps_at_half_scale)]
                 for c, s in zip(climbs, scales)]
         high_res.append(aggregate_scales(rows, size)[1])
     return Trajectory(
@@ -356,28 +478,82 @@ def _trajectory(
     )
 
 
+def adv_climb_batch(
+    model: nn.Module,
+    images: Sequence[ImageInput],
+    classes: Sequence[torch.Tensor | Sequence[int]],
+    options: ClimbOptions | None = None,
+    *,
+    scales: Sequence[float] = DEFAULT_SCALES,
+    sizes: Sequence[Sequence[int] | None] | None = None,
+    record_trajectory: bool = False,
+    **kwargs,
+) -> list[AdvCAMResult]:
+    """AdvCAM of several images at once: one :class:`AdvCAMResult` per image, each equal to what
+    :func:`adv_climb` gives for that image alone (to float summation order).
+
+    With ``impl="fast"`` the (image, class) climbs of all images whose scaled sizes agree share
+    one batch per scale (see :func:`_climb_scale_fast`); images of other sizes climb in their own
+    batches, images without classes get empty maps. Arguments as :func:`adv_climb`, one entry of
+    ``images``, ``classes`` and ``sizes`` per image.
+    """
+    opts = ClimbOptions.build(options, **kwargs)
+    images = list(images)
+    if len(classes) != len(images):
+        raise ValueError(f"{len(images)} images but {len(classes)} class lists")
+    sizes = [None] * len(images) if sizes is None else list(sizes)
+    if len(sizes) != len(images):
+        raise ValueError(f"{len(images)} images but {len(sizes)} sizes")
+
+    device = model_device(model)
+    hws = [original_size(img, scales, size) for img, size in zip(images, sizes)]
+    keys = [as_class_indices(c, device) for c in classes]
+    active = [i for i, k in enumerate(keys) if k.numel()]
+    climbs: dict[int, list[ScaleClimb]] = {i: [] for i in active}
+    fast = opts.impl == "fast"
+    chunk = opts.chunk_size
+    if active:
+        scaled = {i: scale_images(images[i], scales) for i in active}
+        num_classes = classifier_weight(model).shape[0]
+        coefs = {i: objective_coefficients(keys[i], keys[i], num_classes, opts.suppress_others) for i in active}
+        with (modes.eval_mode(model), modes.frozen_parameters(model) if fast else nullcontext(),
+              modes.channels_last(model, opts.channels_last), modes.tf32(opts.tf32), torch.enable_grad()):
+            for s, scale in enumerate(scales):
+                pairs = {i: flip_pair(scaled[i][s].to(device=device, dtype=torch.float32)) for i in active}
+                n_steps = scale_steps(opts.steps, scale, opts.half_steps_at_half_scale)
+                if fast:
+                    done, chunk = _climb_scale_fast(model, pairs, {i: keys[i] for i in active}, coefs,
+                                                    n_steps, opts, record_trajectory, chunk)
+                else:
+                    done = {i: _climb_scale_reference(model, pairs[i], keys[i], n_steps, opts, record_trajectory)
+                            for i in active}
+                for i in active:
+                    climbs[i].append(done[i])
+
+    chunk = chunk if fast else None
+    results = []
+    for i, hw in enumerate(hws):
+        if i not in climbs:
+            cam, high_res = aggregate_scales([torch.zeros((0, 1, 1), device=device)], hw)
+            results.append(AdvCAMResult(keys=keys[i], cam=cam, high_res=high_res, chunk_size=chunk))
+            continue
+        cam, high_res = aggregate_scales([c.acc for c in climbs[i]], hw)
+        trajectory = _trajectory(climbs[i], scales, hw, opts) if record_trajectory else None
+        results.append(AdvCAMResult(keys=keys[i], cam=cam, high_res=high_res, trajectory=trajectory,
+                                    chunk_size=chunk))
+    return results
+
+
 def adv_climb(
     model: nn.Module,
     image: ImageInput,
     classes: torch.Tensor | Sequence[int],
+    options: ClimbOptions | None = None,
     *,
-    steps: int = 27,
-    step_size: float = 0.08,
-    lam: float = 7.0,
-    tau: float = 0.5,
     scales: Sequence[float] = DEFAULT_SCALES,
     size: Sequence[int] | None = None,
-    suppress_others: Suppress = True,
-    attribution: Attribution = "gradcam",
-    step_norm: StepNorm = "linf",
-    clamp: Clamp = "current",
-    half_steps_at_half_scale: bool = True,
-    accumulate: Accumulate = "before_step",
-    impl: str = "fast",
-    chunk_size: int | None = None,
-    autocast_dtype: torch.dtype | str | None = None,
-    channels_last: bool = False,
     record_trajectory: bool = False,
+    **kwargs,
 ) -> AdvCAMResult:
     """AdvCAM of the ``classes`` of one image: multi-scale, flip-merged, max-normalised maps.
 
@@ -389,72 +565,17 @@ def adv_climb(
             :mod:`advcam_pl.advcam.views`) or its pre-scaled versions, one ``[3, h_s, w_s]`` per
             scale (the official PIL path, as ``InferenceDataModule`` makes them).
         classes: 0-based indices of the present classes, ``[n]``.
-        steps: ``T`` adversarial iterations. Default 27.
-        step_size: ``ξ``. Default 0.08 — with the L∞-normalised step (the paper's text says 0.008).
-        lam: ``λ``, weight of the restoring loss ``L_AD``; 0 switches it off. Default 7.
-        tau: ``τ``, the mask threshold on ``A_t / max A_t``. Default 0.5.
+        options: a :class:`ClimbOptions` (default: the official settings).
         scales: image scales. Default ``(1.0, 0.5, 1.5, 2.0)``.
         size: original ``(H, W)``; by default the size of the scale-1.0 image.
-        suppress_others: ``True``/``"all"`` subtract the scores of **all** other classes
-            (official); ``"present"`` only the other present classes; ``False`` none.
-        attribution: ``"gradcam"`` (official: Grad-CAM with positive-count weights, i.e.
-            ``ReLU(S_c)·n_b/N⁺`` per view) or ``"cam"`` (the paper: ``ReLU(S_c)``).
-        step_norm: ``"linf"`` (official: ``g / max|g|`` over both views) or ``"none"``
-            (the paper's raw gradient).
-        clamp: ``"current"`` (official: to the min/max of the current iterate), ``"initial"``
-            (to those of ``x⁰``) or ``"none"``.
-        half_steps_at_half_scale: scale 0.5 runs ``T//2`` steps if ``T > 10``, 5 if
-            ``6 ≤ T ≤ 10`` (official); ``False``: ``T`` everywhere.
-        accumulate: ``"before_step"`` (official: maps of ``x⁰…x^{T−1}``; ``x^T`` is never
-            evaluated) or ``"include_last"`` (the paper's Eq. 4: ``x⁰…x^T``).
-        impl: ``"fast"`` or ``"reference"`` (see the module docstring; same results in fp32).
-        chunk_size: classes climbed per batch by ``"fast"`` (``None``: all); halved on CUDA OOM.
-        autocast_dtype: ``"bf16"``/``"fp16"`` (or a dtype) runs the network under autocast
-            (``"fast"`` only); the image, the step and the maps stay fp32.
-        channels_last: run the network in channels-last memory format (``"fast"`` only).
         record_trajectory: also return :class:`~advcam_pl.advcam.result.Trajectory`.
+        **kwargs: any field of :class:`ClimbOptions` (``steps=27``, ``lam=7.0``, ``tau=0.5``,
+            ``impl="fast"``, ``autocast_dtype="bf16"``, ...), applied over ``options``; an
+            unknown keyword is a ``TypeError`` naming it.
 
     Returns:
         :class:`~advcam_pl.advcam.result.AdvCAMResult`: ``keys [n]`` int64,
         ``cam [n, ⌈H/4⌉, ⌈W/4⌉]``, ``high_res [n, H, W]`` (float32, on the model's device).
     """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    opts = ClimbOptions(step_size=float(step_size), lam=float(lam), tau=float(tau),
-                        suppress_others=suppress_others, attribution=attribution,
-                        step_norm=step_norm, clamp=clamp, accumulate=accumulate)
-    autocast_dtype = parse_autocast_dtype(autocast_dtype)
-    if impl == "reference" and (autocast_dtype is not None or channels_last):
-        raise ValueError("impl='reference' is the official fp32 loop: no autocast, no channels_last")
-    if impl not in ("fast", "reference"):
-        raise ValueError(f"impl must be 'fast' or 'reference', got {impl!r}")
-    if chunk_size is not None and chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
-
-    device = model_device(model)
-    hw = original_size(image, scales, size)
-    keys = as_class_indices(classes, device)
-    images = scale_images(image, scales)
-    n = keys.shape[0]
-    if n == 0:
-        cam, high_res = aggregate_scales([torch.zeros((0, 1, 1), device=device)], hw)
-        return AdvCAMResult(keys=keys, cam=cam, high_res=high_res, chunk_size=chunk_size)
-
-    chunk = chunk_size or n
-    climbs = []
-    frozen = modes.frozen_parameters(model) if impl == "fast" else nullcontext()
-    with modes.eval_mode(model), frozen, modes.channels_last(model, channels_last), torch.enable_grad():
-        for scale, img in zip(scales, images):
-            pair = flip_pair(img.to(device=device, dtype=torch.float32))  # [2, 3, h_s, w_s]
-            n_steps = scale_steps(steps, scale, half_steps_at_half_scale)
-            if impl == "reference":
-                climbs.append(_climb_scale_reference(model, pair, keys, n_steps, opts, record_trajectory))
-            else:
-                climb, chunk = _climb_scale_fast(model, pair, keys, n_steps, opts, record_trajectory,
-                                                 chunk, autocast_dtype, channels_last)
-                climbs.append(climb)
-    cam, high_res = aggregate_scales([c.acc for c in climbs], hw)
-    trajectory = (_trajectory(climbs, scales, steps, hw, opts, half_steps_at_half_scale)
-                  if record_trajectory else None)
-    return AdvCAMResult(keys=keys, cam=cam, high_res=high_res, trajectory=trajectory,
-                        chunk_size=chunk if impl == "fast" else None)
+    return adv_climb_batch(model, [image], [classes], options, scales=scales, sizes=[size],
+                           record_trajectory=record_trajectory, **kwargs)[0]

@@ -56,3 +56,32 @@ def channels_last(model: nn.Module, enabled: bool = True) -> Iterator[nn.Module]
         yield model
     finally:
         model.to(memory_format=torch.contiguous_format)
+
+
+def _tf32_switches() -> list[tuple[object, str]]:
+    """``(namespace, attribute)`` of the TF32 switches of cuDNN convolutions and CUDA matmuls.
+
+    The ``allow_tf32`` flags, not torch 2.9's per-operator ``fp32_precision``: once that one
+    differs between operators (e.g. conv but not RNN), reading ``allow_tf32`` raises, and
+    Lightning and Inductor read it.
+    """
+    return [(torch.backends.cudnn, "allow_tf32"), (torch.backends.cuda.matmul, "allow_tf32")]
+
+
+@contextmanager
+def tf32(enabled: bool | None) -> Iterator[None]:
+    """TF32 for CUDA convolutions and matmuls inside (``True``), strict IEEE fp32 (``False``), or
+    torch's process-wide setting left alone (``None``; PyTorch's default runs cuDNN convolutions in
+    TF32 and matmuls in fp32). The previous switches are restored on exit; no effect on CPU ops."""
+    if enabled is None:
+        yield
+        return
+    switches = _tf32_switches()
+    before = [getattr(ns, attr) for ns, attr in switches]
+    for ns, attr in switches:
+        setattr(ns, attr, bool(enabled))
+    try:
+        yield
+    finally:
+        for (ns, attr), value in zip(switches, before):
+            setattr(ns, attr, value)

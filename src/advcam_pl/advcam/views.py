@@ -13,16 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
+from advcam_pl.data.transforms import scaled_size
+
 ImageInput = torch.Tensor | Sequence[torch.Tensor]
-
-
-def scaled_size(height: int, width: int, scale: float) -> tuple[int, int]:
-    """``(round(H·s), round(W·s))`` with numpy rounding, at least 1 (as the data transforms)."""
-    return max(1, int(np.round(height * scale))), max(1, int(np.round(width * scale)))
 
 
 def rescale_tensor(image: torch.Tensor, scale: float) -> torch.Tensor:

@@ -1,8 +1,9 @@
 """Datasets and LightningDataModules over :class:`~advcam_pl.data.voc.VOCReader`.
 
 - :class:`ClassificationDataModule`: image-level labels for the CAM classifier (fit / validate).
-- :class:`InferenceDataModule`: one image per step at several scales (CAM / AdvCAM, predict). Under
-  DDP every rank gets a disjoint shard, each id exactly once.
+- :class:`InferenceDataModule`: images at several scales for CAM / AdvCAM (predict), one per step
+  or a batch of images of one size (:func:`size_buckets`). Under DDP every rank gets a disjoint
+  shard, each id exactly once.
 - :class:`SegmentationDataset`: (image, mask) pairs for evaluation.
 
 ``skip_bad=True`` checks every file once in ``setup`` and drops the ids whose image, mask or labels
@@ -14,18 +15,20 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from advcam_pl.data.transforms import (
     ClassificationEvalTransform,
     ClassificationTrainTransform,
     multiscale_images,
+    scaled_size,
 )
 from advcam_pl.data.voc import NUM_CLASSES, VOCDataError, VOCReader
 
@@ -188,6 +191,52 @@ class MultiScaleDataset(Dataset):
         return item
 
 
+def size_buckets(keys: Sequence[Hashable], batch_size: int) -> list[list[int]]:
+    """Indices ``0 … len(keys)-1`` in batches of at most ``batch_size`` with equal keys.
+
+    A bucket per distinct key (e.g. an image's per-scale sizes), cut into batches in index order;
+    the batches are ordered by their first index, so the list order is roughly kept. Every index
+    is in exactly one batch.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    buckets: dict[Hashable, list[int]] = {}
+    for index, key in enumerate(keys):
+        buckets.setdefault(key, []).append(index)
+    batches = [bucket[i : i + batch_size] for bucket in buckets.values() for i in range(0, len(bucket), batch_size)]
+    return sorted(batches, key=lambda batch: batch[0])
+
+
+def image_size(reader: VOCReader, image_id: str) -> tuple[int, int] | None:
+    """``(H, W)`` from the image file's header (no decoding); ``None`` if it cannot be read (the
+    item then fails, naming the file, when it is loaded)."""
+    try:
+        with Image.open(reader.image_path(image_id)) as image:
+            width, height = image.size
+    except Exception:  # noqa: BLE001 — any unreadable file: reported by load_image later
+        return None
+    return height, width
+
+
+class BatchedDataset(Dataset):
+    """Item ``b``: the list of ``dataset`` items of ``batches[b]`` (one predict step of several
+    images). A dataset of batches, not a batch sampler: Lightning rebuilds a predict loader's batch
+    sampler around its own sampler, which would drop :class:`ShardSampler`'s shard."""
+
+    def __init__(self, dataset: Dataset, batches: Sequence[Sequence[int]]):
+        self.dataset, self.batches = dataset, [list(b) for b in batches]
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int) -> list[dict[str, Any]]:
+        return [self.dataset[i] for i in self.batches[index]]
+
+    @property
+    def batch_lengths(self) -> list[int]:
+        return [len(b) for b in self.batches]
+
+
 class SegmentationDataset(Dataset):
     """(image, mask) pairs: ``{"id": str, "image": uint8 [H, W, 3], "mask": uint8 [H, W]}``.
 
@@ -288,12 +337,15 @@ class ClassificationDataModule(pl.LightningDataModule):
 
 
 class InferenceDataModule(pl.LightningDataModule):
-    """One image per predict step, at several scales.
+    """Images at several scales for predict: one per step, or ``batch_size`` of one size.
 
-    Batch (batch size 1, not stacked): ``{"id": str, "images": list over scales of float
+    Item (not stacked): ``{"id": str, "images": list over scales of float
     [3, round(H·s), round(W·s)]`` (normalised, not flipped), ``"size": (H, W), "label": float [20]``
     (zeros where unknown), ``"image_uint8": uint8 [H, W, 3]`` (if ``with_image_uint8``),
-    ``"mask": uint8 [H, W]`` (if ``with_mask``)}.
+    ``"mask": uint8 [H, W]`` (if ``with_mask``)}. With ``batch_size=1`` a batch is one item; with
+    more, a batch is a list of up to ``batch_size`` items whose images have the same size at every
+    scale (:func:`size_buckets` on the sizes in the image headers), so their climbs can share a
+    batch without padding. VOC has few distinct sizes, so nearly all batches are full.
 
     ``skip_ids`` / ``exclude(id) -> bool`` leave ids out (e.g. those whose output file exists); they
     are applied in ``setup``, which Lightning runs on every rank between two barriers, so all ranks
@@ -312,15 +364,19 @@ class InferenceDataModule(pl.LightningDataModule):
         with_image_uint8: bool = True,
         skip_ids: Iterable[str] | None = None,
         exclude: Callable[[str], bool] | None = None,
+        batch_size: int = 1,
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["skip_ids", "exclude"])
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.root, self.split = root, split
         self.scales = tuple(float(s) for s in scales)
-        self.num_workers = int(num_workers)
+        self.num_workers, self.batch_size = int(num_workers), int(batch_size)
         self.skip_bad, self.with_mask, self.with_image_uint8 = skip_bad, with_mask, with_image_uint8
         self.skip_ids, self.exclude = set(skip_ids or ()), exclude
         self.dataset: MultiScaleDataset | None = None
+        self.batched: BatchedDataset | None = None
         # With fewer ids than ranks (e.g. a resumed run near its end) some shards are empty; predict
         # needs no collective per batch, so an empty rank may simply do nothing.
         self.allow_zero_length_dataloader_with_multiple_devices = True
@@ -331,7 +387,18 @@ class InferenceDataModule(pl.LightningDataModule):
             reader, self.skip_bad, need_mask=self.with_mask, skip_ids=self.skip_ids, exclude=self.exclude
         )
         self.dataset = MultiScaleDataset(reader, ids, self.scales, self.with_mask, self.with_image_uint8)
+        if self.batch_size > 1:
+            self.batched = BatchedDataset(self.dataset, size_buckets(self._size_keys(reader, ids), self.batch_size))
+
+    def _size_keys(self, reader: VOCReader, ids: Sequence[str]) -> list[Hashable]:
+        """Per image, its size at every scale (an unreadable header gets a key of its own)."""
+        keys: list[Hashable] = []
+        for image_id in ids:
+            size = image_size(reader, image_id)
+            keys.append(("unread", image_id) if size is None else tuple(scaled_size(*size, s) for s in self.scales))
+        return keys
 
     def predict_dataloader(self) -> DataLoader:
         assert self.dataset is not None, "call setup('predict') first"
-        return shard_loader(self.dataset, self.trainer, self.num_workers, collate_single)
+        dataset = self.batched if self.batch_size > 1 else self.dataset
+        return shard_loader(dataset, self.trainer, self.num_workers, collate_single)

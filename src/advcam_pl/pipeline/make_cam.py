@@ -2,9 +2,11 @@
 
 Reads the classifier checkpoint ``cfg.artifacts.cam_ckpt``; writes ``cfg.artifacts.cam_dir/<id>.npz``
 (``keys``, ``cam``, ``high_res``; see :mod:`advcam_pl.advcam.cam_io`). Runs as ``trainer.predict``
-(one image per step, any number of devices, each image written once); an interrupted run goes
-on where it stopped, because finished ids are left out. ``cam.analysis=true`` first climbs the
-images of ``cam.analysis_split`` with their GT masks and writes the per-step curves to
+(``cam.batch_size`` images of one size per step, their (image, class) climbs batched together;
+any number of devices, each image written once); an interrupted run goes on where it stopped,
+because finished ids are left out. AdvCAM's knobs are ``cam.climb``, which instantiates
+:class:`~advcam_pl.advcam.ClimbOptions`. ``cam.analysis=true`` first climbs the images of
+``cam.analysis_split`` with their GT masks and writes the per-step curves to
 ``<cam_dir>_analysis.json``.
 """
 
@@ -15,7 +17,8 @@ import logging
 import time
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 
 from advcam_pl.advcam.analysis import ClimbAnalysis
 from advcam_pl.advcam.cam_io import cam_path
@@ -25,18 +28,27 @@ from advcam_pl.pipeline.common import build_trainer, data_root, list_ids, log_me
 
 log = logging.getLogger(__name__)
 
-# cfg.cam keys passed to advcam_pl.advcam.adv_climb as they are
-CLIMB_KEYS = ("steps", "step_size", "lam", "tau", "suppress_others", "attribution", "step_norm", "clamp",
-              "half_steps_at_half_scale", "accumulate", "impl", "chunk_size", "channels_last")
+# the keys of cfg.cam besides `climb` (AdvCAM's knobs, an advcam_pl.advcam.ClimbOptions)
+STAGE_KEYS = ("name", "method", "scales", "batch_size", "analysis", "analysis_split", "analysis_thresholds",
+              "analysis_noise_threshold")
 
 
-def climb_kwargs(cam: DictConfig) -> dict:
-    """The ``adv_climb`` keywords of ``cfg.cam`` (``autocast`` → ``autocast_dtype``)."""
-    values = OmegaConf.to_container(cam, resolve=True)
-    kwargs = {k: values[k] for k in CLIMB_KEYS if k in values}
-    if values.get("autocast") is not None:
-        kwargs["autocast_dtype"] = str(values["autocast"])
-    return kwargs
+def climb_options(cam: DictConfig) -> ClimbOptions | None:
+    """``cfg.cam.climb`` instantiated (``None`` for plain CAM); a key of ``cfg.cam`` that is neither
+    a stage key nor ``climb`` is an error that names it (AdvCAM's knobs moved under ``cam.climb``)."""
+    unknown = sorted(set(cam) - set(STAGE_KEYS) - {"climb"})
+    if unknown:
+        fields = [f for f in unknown if f in ClimbOptions.__dataclass_fields__]
+        hint = f"; AdvCAM's knobs live under cam.climb (e.g. cam.climb.{fields[0]})" if fields else ""
+        raise ValueError(f"unknown key(s) {unknown} in cfg.cam (expected {list(STAGE_KEYS)} and climb){hint}")
+    if cam.method != "advcam":
+        return None
+    if cam.get("climb") is None:
+        raise ValueError("cam.method=advcam needs cam.climb (_target_: advcam_pl.advcam.ClimbOptions)")
+    options = instantiate(cam.climb)
+    if not isinstance(options, ClimbOptions):
+        raise TypeError(f"cam.climb must instantiate advcam_pl.advcam.ClimbOptions, got {type(options).__name__}")
+    return options
 
 
 def analysis_path(cfg: DictConfig) -> Path:
@@ -67,6 +79,7 @@ def _predict(cfg: DictConfig, loggers, predictor: CAMPredictor, split: str, skip
     datamodule = InferenceDataModule(
         data_root(cfg), split, scales=tuple(cfg.cam.scales), num_workers=cfg.data.num_workers,
         skip_bad=cfg.data.skip_bad, with_mask=with_mask, with_image_uint8=False, skip_ids=skip_ids,
+        batch_size=int(cfg.cam.get("batch_size", 1)),
     )
     callbacks = [CAMWriter(cfg.artifacts.cam_dir), *extra_callbacks]
     if cfg.trainer.get("enable_progress_bar", True):
@@ -78,22 +91,20 @@ def _predict(cfg: DictConfig, loggers, predictor: CAMPredictor, split: str, skip
 
 def run(cfg: DictConfig) -> dict:
     cam_dir = Path(cfg.artifacts.cam_dir)
+    climb = climb_options(cfg.cam)
     analysis = _analysis_enabled(cfg)
     ids = list_ids(cfg, cfg.data.infer_list)
     before = sum(cam_path(cam_dir, i).exists() for i in ids)
     model = load_classifier(cfg.artifacts.cam_ckpt)
-    climb = climb_kwargs(cfg.cam) if cfg.cam.method == "advcam" else {}
     metrics: dict = {}
     start = time.perf_counter()
     with stage_loggers(cfg, "make_cam") as loggers:
         if analysis:
             # every image of the analysis list is climbed again: the curves need its trajectory
             predictor = CAMPredictor(model, "advcam", cfg.cam.scales, climb, cam_dir, record_trajectory=True)
-            opts = ClimbOptions(accumulate=climb.get("accumulate", "before_step"))
             tracker = ClimbAnalysis(
-                analysis_path(cfg), num_maps=opts.num_maps(int(climb.get("steps", 27))),
-                thresholds=tuple(cfg.cam.analysis_thresholds),
-                noise_threshold=float(cfg.cam.analysis_noise_threshold), tau=float(climb.get("tau", 0.5)),
+                analysis_path(cfg), num_maps=climb.num_maps(), thresholds=tuple(cfg.cam.analysis_thresholds),
+                noise_threshold=float(cfg.cam.analysis_noise_threshold), tau=climb.tau,
             )
             _predict(cfg, loggers, predictor, cfg.cam.analysis_split, set(), True, [tracker])
         done = {i for i in ids if cam_path(cam_dir, i).exists()}
@@ -105,6 +116,7 @@ def run(cfg: DictConfig) -> dict:
         metrics = {
             "cam": cfg.cam.name,
             "split": cfg.data.infer_list,
+            "batch_size": int(cfg.cam.get("batch_size", 1)),
             "num_images": len(ids),
             "num_cam_files": after,
             "written": after - before,
