@@ -90,21 +90,24 @@ RULES: dict[str, Rule] = {
     # seeds
     "cam.method": choice("cam", "advcam"),
     "cam.scales": numbers(),
-    "cam.steps": COUNT,
-    "cam.step_size": RATE,
-    "cam.lam": number(0),
-    "cam.tau": FRACTION,
-    "cam.suppress_others": choice(True, False, "all", "present"),
-    "cam.attribution": choice("gradcam", "cam"),
-    "cam.step_norm": choice("linf", "none"),
-    "cam.clamp": choice("current", "initial", "none"),
-    "cam.half_steps_at_half_scale": BOOL,
-    "cam.accumulate": choice("before_step", "include_last"),
-    "cam.impl": choice("fast", "reference"),
-    "cam.chunk_size": number(1, integer=True, optional=True),
-    "cam.autocast": choice("bf16", "fp16", "bfloat16", "float16", optional=True),
-    "cam.channels_last": BOOL,
+    "cam.batch_size": POSITIVE_INT,
     "cam.analysis": BOOL,
+    # AdvCAM's knobs (advcam_pl.advcam.ClimbOptions, which checks the combinations when instantiated)
+    "cam.climb.steps": POSITIVE_INT,
+    "cam.climb.step_size": RATE,
+    "cam.climb.lam": number(0),
+    "cam.climb.tau": FRACTION,
+    "cam.climb.suppress_others": choice(True, False, "all", "present"),
+    "cam.climb.attribution": choice("gradcam", "cam"),
+    "cam.climb.step_norm": choice("linf", "none"),
+    "cam.climb.clamp": choice("current", "initial", "none"),
+    "cam.climb.half_steps_at_half_scale": BOOL,
+    "cam.climb.accumulate": choice("before_step", "include_last"),
+    "cam.climb.impl": choice("fast", "reference"),
+    "cam.climb.chunk_size": number(1, integer=True, optional=True),
+    "cam.climb.channels_last": BOOL,
+    "cam.climb.tf32": choice(True, False, optional=True),
+    "cam.climb.compile": BOOL,
     "eval_cam.thresholds.start": FRACTION,
     "eval_cam.thresholds.stop": FRACTION,
     "eval_cam.thresholds.step": number(0, 1, low_open=True),
@@ -185,6 +188,8 @@ def config_errors(cfg: DictConfig) -> list[str]:
         if not rule.accepts(value):
             errors.append(f"{key} must be {rule.expected}, got {value!r} ({type(value).__name__})")
     errors += _overwrite_errors(cfg)
+    if not errors:
+        errors += _climb_errors(cfg)
     thresholds = cfg.get("eval_cam", {}).get("thresholds") if cfg.get("eval_cam") else None
     if thresholds is not None and not errors:
         if _is_number(thresholds.get("start")) and _is_number(thresholds.get("stop")) and \
@@ -192,6 +197,21 @@ def config_errors(cfg: DictConfig) -> list[str]:
             errors.append(f"eval_cam.thresholds.start ({thresholds.start}) must be <= eval_cam.thresholds.stop "
                           f"({thresholds.stop})")
     return errors
+
+
+def _climb_errors(cfg: DictConfig) -> list[str]:
+    """What make_cam's own reading of ``cfg.cam`` rejects (unknown keys, ClimbOptions' combinations)."""
+    if OmegaConf.select(cfg, "cam.method", default=None) is None:
+        return []
+    from hydra.errors import InstantiationException
+
+    from advcam_pl.pipeline.make_cam import climb_options
+
+    try:
+        climb_options(cfg.cam)
+    except (ValueError, TypeError, InstantiationException) as err:
+        return [f"cam: {err.__cause__ if isinstance(err, InstantiationException) and err.__cause__ else err}"]
+    return []
 
 
 def _overwrite_errors(cfg: DictConfig) -> list[str]:

@@ -12,11 +12,11 @@ from advcam_pl.config_checks import check_config, config_errors
 from advcam_pl.errors import ConfigError
 
 BAD_VALUES = {
-    "cam.lam=abc": "cam.lam must be a number >= 0, got 'abc' (str)",
-    "cam.steps=2.5": "cam.steps must be an integer >= 0, got 2.5",
-    "cam.tau=1.5": "cam.tau must be a number >= 0 and <= 1, got 1.5",
+    "cam.climb.lam=abc": "cam.climb.lam must be a number >= 0, got 'abc' (str)",
+    "cam.climb.steps=2.5": "cam.climb.steps must be an integer >= 1, got 2.5",
+    "cam.climb.tau=1.5": "cam.climb.tau must be a number >= 0 and <= 1, got 1.5",
     "cam.scales=[]": "cam.scales must be a non-empty list of numbers > 0, got []",
-    "cam.attribution=gradcam++": "cam.attribution must be one of 'gradcam', 'cam', got 'gradcam++'",
+    "cam.climb.attribution=gradcam++": "cam.climb.attribution must be one of 'gradcam', 'cam', got 'gradcam++'",
     "irn.ir_label.fg_threshold=high": "irn.ir_label.fg_threshold must be a number >= 0 and <= 1, got 'high'",
     "model.train.max_steps=0": "model.train.max_steps must be an integer >= 1, got 0",
     "data.skip_bad=maybe": "data.skip_bad must be one of True, False, got 'maybe'",
@@ -30,13 +30,17 @@ def test_every_bad_value_is_named_with_its_key_and_what_is_expected(compose_cfg)
         assert any(named in e for e in errors), (override, errors)
     assert len(errors) == len(BAD_VALUES)  # one line each, nothing else flagged
     assert config_errors(compose_cfg("data.root=/voc")) == []
+    # combinations the climb itself rejects, and keys that moved, are named too
+    assert config_errors(compose_cfg("data.root=/voc", "cam.climb.impl=reference", "cam.climb.compile=true")) == [
+        "cam: impl='reference' is the official fp32 loop: no autocast, no channels_last, no compile"]
+    assert "cam.climb.lam" in config_errors(compose_cfg("data.root=/voc", "+cam.lam=5"))[0]
 
 
 def test_run_pipeline_checks_before_any_stage_runs(compose_cfg, fake_stages):
-    cfg = compose_cfg("data.root=/voc", "cam.lam=abc", "cam.tau=2", "stages=[train_cam,make_cam]")
+    cfg = compose_cfg("data.root=/voc", "cam.climb.lam=abc", "cam.climb.tau=2", "stages=[train_cam,make_cam]")
     with pytest.raises(ConfigError) as err:
         pipeline.run_pipeline(cfg)
-    assert "cam.lam" in str(err.value) and "cam.tau" in str(err.value)  # every bad key, at once
+    assert "cam.climb.lam" in str(err.value) and "cam.climb.tau" in str(err.value)  # every bad key, at once
     assert fake_stages.calls == []
 
 
