@@ -2,7 +2,8 @@
 
     python stage_process.py <seconds> <what to slow down> <hydra overrides...>
 
-``what``: ``ir_label`` (each image of make_ir_label) or ``train_step`` (each CAM classifier step),
+``what``: ``ir_label`` (each image of make_ir_label), ``cam`` (each predict step of make_cam) or
+``train_step`` (each CAM classifier step),
 slowed by ``seconds`` so that a signal lands in the middle of the stage. Exits as the pipeline does
 (143 after SIGTERM)."""
 
@@ -29,6 +30,10 @@ if __name__ == "__main__":
         import advcam_pl.pipeline.make_ir_label as owner
 
         slow_down(owner, "write_ir_label", float(seconds))
+    elif what == "cam":
+        from advcam_pl.advcam.writer import CAMPredictor as owner
+
+        slow_down(owner, "predict_step", float(seconds))
     elif what == "train_step":
         from advcam_pl.models.cam_classifier import CAMClassifier as owner
 

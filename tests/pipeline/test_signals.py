@@ -76,6 +76,36 @@ def test_sigterm_stops_make_ir_label_promptly_and_the_rerun_finishes_identically
         assert (out / name).read_bytes() == (Path(reference.artifacts.ir_label_dir) / name).read_bytes()
 
 
+def test_sigterm_stops_make_cam_inside_lightning_predict(compose_cfg, synthetic_root, tmp_path):
+    """Lightning's predict loop only notes SIGTERM; the stage must stop anyway."""
+    import pytorch_lightning as pl
+    import torch
+
+    from advcam_pl.models.cam_classifier import CAMClassifier
+    from advcam_pl.pipeline import make_cam
+
+    ckpt = tmp_path / "checkpoints" / "cam_classifier.ckpt"
+    ckpt.parent.mkdir()
+    model = CAMClassifier(depth=18, pretrained=None, norm="batch")
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                "pytorch-lightning_version": pl.__version__}, ckpt)
+    overrides = ("data=synthetic", f"data.root={synthetic_root}", "data.infer_list=train", "classifier=resnet18",
+                 "cam=cam", "cam.scales=[1.0]", "cam.batch_size=1", "trainer=cpu", "logger=none",
+                 "+trainer.enable_progress_bar=false")
+    cfg = compose_cfg(*overrides)
+    cam_dir = Path(cfg.artifacts.cam_dir)
+    proc = start(0.5, "cam", [*overrides, f"paths.work_dir={cfg.paths.work_dir}",
+                              f"paths.output_dir={cfg.paths.output_dir}", "stages=[make_cam]"])
+    wait_for(lambda: len(list(cam_dir.glob("*.npz"))) >= 2, proc)
+    rc, seconds, log = stop(proc, signal.SIGTERM)
+    assert rc == 128 + signal.SIGTERM, log
+    assert seconds < 10, f"took {seconds:.1f} s to stop"
+    done = sorted(cam_dir.glob("*.npz"))
+    assert all(file_is_complete(p) for p in done) and not list(cam_dir.glob(".*.tmp"))
+    metrics = make_cam.run(cfg)
+    assert metrics["written"] == metrics["num_images"] - len(done) and make_cam.is_done(cfg)
+
+
 def test_train_cam_after_sigterm_and_kill_9_ends_with_the_steps_of_an_uninterrupted_fit(compose_cfg, synthetic_root):
     overrides = ("data=synthetic", f"data.root={synthetic_root}", "classifier=resnet18",
                  "classifier.train.max_epochs=2", "classifier.train.crop_size=32", "classifier.train.resize_long=[32,48]",

@@ -139,8 +139,9 @@ def load_trained(module_cls: type[pl.LightningModule], path: str | os.PathLike, 
     ``load_from_checkpoint`` (e.g. ``pretrained=None``).
     """
     checkpoint = load_checkpoint_file(path, what, remedy)
-    if "state_dict" not in checkpoint:
-        raise CorruptFileError(f"{what} {path} is not a Lightning checkpoint (no state_dict); {remedy}")
+    missing = [k for k in ("state_dict", "pytorch-lightning_version") if k not in checkpoint]
+    if missing:
+        raise CorruptFileError(f"{what} {path} is not a Lightning checkpoint (no {' or '.join(missing)}); {remedy}")
     check_architecture(checkpoint.get("hyper_parameters") or {}, expected or {}, f"{what} {path}", configured_by)
     check_finite_weights(checkpoint["state_dict"], f"{what} {path}")
     with torch.serialization.safe_globals(SAFE_GLOBALS):
