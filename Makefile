@@ -9,7 +9,7 @@ DEMO_DIR ?= outputs/demo
 VOC_ROOT ?=
 ARGS ?=
 
-.PHONY: help setup test demo lint bench gpu-check reproduce-weak clean
+.PHONY: help setup test demo lint bench gpu-check reproduce-weak reproduce-semi clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -46,6 +46,10 @@ gpu-check: setup  ## AdvCAM throughput on a GPU in one table (<= 8 min); ARGS=--
 reproduce-weak: setup  ## the paper's weak chain on a real VOC tree: make reproduce-weak VOC_ROOT=/path/to/VOC2012 [ARGS="..."]
 	@if [ -z "$(VOC_ROOT)" ]; then echo "usage: make reproduce-weak VOC_ROOT=/path/to/VOCdevkit/VOC2012 [ARGS='hydra overrides']"; exit 2; fi
 	$(BIN)/python -m advcam_pl.pipeline.reproduce --voc-root "$(VOC_ROOT)" $(ARGS)
+
+reproduce-semi: setup  ## the weak chain up to the pseudo masks, then CCT on them: make reproduce-semi VOC_ROOT=/path/to/VOC2012 [ARGS="..."]
+	@if [ -z "$(VOC_ROOT)" ]; then echo "usage: make reproduce-semi VOC_ROOT=/path/to/VOCdevkit/VOC2012 [ARGS='hydra overrides']"; exit 2; fi
+	$(BIN)/python -m advcam_pl.pipeline.reproduce --experiment reproduce_semi --voc-root "$(VOC_ROOT)" $(ARGS)
 
 clean:  ## remove outputs (keeps .venv)
 	rm -rf outputs logs .pytest_cache

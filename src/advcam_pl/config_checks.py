@@ -161,6 +161,22 @@ RULES: dict[str, Rule] = {
     "model.eval.fuse": choice("max", "mean"),
     "model.eval.crf_workers": COUNT,
     "model.eval.crf.enabled": BOOL,
+    # semi-supervised (CCT)
+    "semi.weak_labels": choice("sem_seg", "ir_label", "none"),
+    "semi.module.depth": DEPTH,
+    "semi.module.num_classes": POSITIVE_INT,
+    "semi.module.lr": RATE,
+    "semi.data.batch_size": POSITIVE_INT,
+    "semi.data.weak_batch_size": POSITIVE_INT,
+    "semi.data.crop_size": POSITIVE_INT,
+    "semi.train.epochs": POSITIVE_INT,
+    "semi.train.val_every_n_epochs": POSITIVE_INT,
+    "semi.train.save_every_n_steps": COUNT,
+    "semi.eval.scales": numbers(),
+    "semi.eval.flip": BOOL,
+    "semi.eval.average": choice("raw", "softmax"),
+    "semi.eval.crf_workers": COUNT,
+    "semi.eval.crf.enabled": BOOL,
 }
 
 
@@ -246,6 +262,7 @@ def crf_stages(cfg: DictConfig) -> list[str]:
         "make_ir_label": True,
         "eval_cam": bool(OmegaConf.select(cfg, "eval_cam.crf", default=False)),
         "eval_seg": bool(OmegaConf.select(cfg, "model.eval.crf.enabled", default=False)),
+        "eval_semi": bool(OmegaConf.select(cfg, "semi.eval.crf.enabled", default=False)),
     }
     return [n for n in names if uses.get(n, False)]
 

@@ -5,8 +5,10 @@
 Composes ``experiment=demo`` (conf/experiment/demo.yaml: small configs of the same code, the
 seed methods; conf/experiment_cam/demo_advcam.yaml: AdvCAM's T = 8) and runs its ``stages`` with
 :func:`~advcam_pl.pipeline.run_pipeline` once per seed method of ``demo.methods``; only the
-method ``demo.seg_seeds`` trains and evaluates the segmentation network. Prints one table: seed,
-seed + CRF, pseudo-mask and segmentation mIoU. Each stage skips itself when its outputs are
+method ``demo.seg_seeds`` trains and evaluates the segmentation network. Then the semi-supervised
+half: ``demo.semi.stages`` (CCT, ``semi=cct_tiny``) once per run of ``demo.semi.runs`` (AdvCAM masks,
+CAM masks, no weak labels). Prints one table of seed, seed + CRF, pseudo-mask and segmentation mIoU,
+and one of the segmentation networks (DeepLab-v2 and the CCT runs). Each stage skips itself when its outputs are
 complete, so a second run only prints the table, and ``python -m advcam_pl experiment=demo
 cam=advcam`` continues the same chain for one method.
 """
@@ -24,7 +26,7 @@ from omegaconf import DictConfig
 from advcam_pl.config import compose_config
 from advcam_pl.pipeline import run_pipeline
 from advcam_pl.pipeline.common import data_root
-from advcam_pl.pipeline.report import seed_method_table
+from advcam_pl.pipeline.report import chain_metrics, read_metrics, seed_method_table, segmentation_table
 
 
 def compose_demo(overrides: Sequence[str] = ()) -> DictConfig:
@@ -39,7 +41,7 @@ def method_stages(cfg: DictConfig, method: str) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, DictConfig]:
-    """Run the demo; returns the config each table row ran with (label → config)."""
+    """Run the demo; returns the config each table row ran with (label → config), the CCT runs last."""
     parser = argparse.ArgumentParser(prog="python -m advcam_pl.demo", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", help="where data, checkpoints, maps and metrics go "
@@ -69,16 +71,31 @@ def main(argv: Sequence[str] | None = None) -> dict[str, DictConfig]:
             timings[f"{result.stage}[{method}]"] = result.seconds
         cfgs[label] = cfg
 
+    semi_cfgs: dict[str, DictConfig] = {}
+    for label, run_overrides in (base.demo.get("semi") or {}).get("runs", {}).items():
+        cfg = compose_demo([*run_overrides, *overrides])
+        cfg.stages = list(cfg.demo.semi.stages)
+        for result in run_pipeline(cfg):
+            timings[f"{result.stage}[{label}]"] = result.seconds
+        semi_cfgs[label] = cfg
+
     elapsed = time.perf_counter() - start
     print()
     print(f"mIoU (%) on the synthetic data: seeds and masks on '{base.data.eval_list}', "
           f"segmentation on '{base.data.val_list}'")
     print(seed_method_table(cfgs))
+    if semi_cfgs:
+        seg_label = next(label for label, method in methods.items() if method == base.demo.seg_seeds)
+        rows = {f"DeepLab-v2 + {seg_label} masks": chain_metrics(cfgs[seg_label])["seg"],
+                **{label: read_metrics(cfg.artifacts.semi_metrics) for label, cfg in semi_cfgs.items()}}
+        print()
+        print(f"segmentation mIoU (%) on '{base.data.val_list}', multi-scale + flip, without and with the CRF")
+        print(segmentation_table(rows))
     print()
     print("stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
     print(f"total {elapsed:.0f} s; outputs in {Path(base.paths.work_dir).resolve()} "
           "(metrics/*.json, checkpoints/, maps and masks)")
-    return cfgs
+    return {**cfgs, **semi_cfgs}
 
 
 if __name__ == "__main__":

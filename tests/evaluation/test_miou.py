@@ -5,6 +5,7 @@ from torchmetrics.classification import MulticlassJaccardIndex
 
 from advcam_pl.evaluation import (
     ConfusionMatrix,
+    MeanIoU,
     confusion_matrix,
     iou_from_confusion,
     miou_from_confusion,
@@ -65,3 +66,19 @@ def test_per_class_table_lists_every_class_and_the_mean():
     assert any(line.startswith("c0") and "50.00" in line for line in lines)
     assert any(line.startswith("c1") and line.rstrip().endswith("-") for line in lines)
     assert lines[-1].startswith("mIoU") and "75.00" in lines[-1]
+
+
+def test_the_lightning_metric_accumulates_the_same_confusion_as_the_numpy_one():
+    rng = np.random.default_rng(0)
+    numpy_conf, metric = ConfusionMatrix(), MeanIoU()
+    for _ in range(3):
+        gt = rng.integers(0, 6, (2, 9, 11))
+        gt[:, :2] = 255
+        pred = rng.integers(0, 6, (2, 9, 11))
+        metric.update(torch.from_numpy(pred), torch.from_numpy(gt))
+        for p, g in zip(pred, gt):
+            numpy_conf.update(p, g)
+    assert metric.compute().item() == pytest.approx(numpy_conf.miou)
+    assert metric.confusion.numpy().tolist() == numpy_conf.matrix.tolist()
+    metric.reset()
+    assert metric.confusion.sum() == 0

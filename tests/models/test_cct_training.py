@@ -21,7 +21,7 @@ from advcam_pl.models.cct.losses import (
     unsupervised_loss,
     weak_loss,
 )
-from advcam_pl.models.cct.module import poly_factor
+from advcam_pl.training.schedule import poly_factor
 
 
 def test_rampup_weights_at_the_official_iterations():

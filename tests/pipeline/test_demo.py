@@ -10,6 +10,11 @@ from advcam_pl import demo
 from advcam_pl.io import atomic_save_json
 
 CHAIN = ["make_cam", "eval_cam", "make_ir_label", "train_irn", "make_sem_seg", "eval_sem_seg"]
+SEMI_STAGES = ("train_semi", "eval_semi")
+
+
+def weak_runs(runs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [run for run in runs if run[0] not in SEMI_STAGES]
 
 
 def table_rows(out: str) -> dict[str, list[str]]:
@@ -34,7 +39,7 @@ def test_each_seed_method_runs_its_chain_and_only_advcam_trains_the_segmentation
     fake_metrics, synthetic_root, tmp_path, capsys
 ):
     cfgs = demo.main(["--out", str(tmp_path), f"data.root={synthetic_root}"])
-    assert fake_metrics.runs == [("train_cam", "cam"), *((s, "cam") for s in CHAIN),
+    assert weak_runs(fake_metrics.runs) == [("train_cam", "cam"), *((s, "cam") for s in CHAIN),
                                  *((s, "advcam") for s in CHAIN), ("train_seg", "advcam"), ("eval_seg", "advcam")]
     assert cfgs["AdvCAM"].cam.climb.steps == 8 and "climb" not in cfgs["CAM"].cam
     assert cfgs["CAM"].paths.work_dir == str(tmp_path)
@@ -59,3 +64,28 @@ def test_seg_seeds_picks_whose_masks_train_the_segmentation(fake_metrics, synthe
 
     with pytest.raises(ValueError, match="demo.seg_seeds='advcam_noreg' is not a method of demo.methods"):
         demo.main(["--out", str(tmp_path), f"data.root={synthetic_root}", "demo.seg_seeds=advcam_noreg"])
+
+
+def test_the_semi_half_trains_cct_once_per_weak_label_source_after_the_seed_methods(
+    fake_metrics, synthetic_root, tmp_path, capsys
+):
+    value = {"sem_seg": {"advcam": 0.5, "cam": 0.4}, "none": {"advcam": 0.3}}
+    fake_metrics.on_run["eval_semi"] = lambda cfg: atomic_save_json(cfg.artifacts.semi_metrics, {
+        "miou": value[cfg.semi.weak_labels][cfg.cam.name], "miou_no_crf": 0.1, "crf": {"t": 10}})
+    cfgs = demo.main(["--out", str(tmp_path), f"data.root={synthetic_root}"])
+    runs = fake_metrics.runs
+    assert [run for run in runs if run[0] in SEMI_STAGES] == [
+        ("train_semi", "advcam"), ("eval_semi", "advcam"), ("train_semi", "cam"), ("eval_semi", "cam"),
+        ("train_semi", "advcam"), ("eval_semi", "advcam")]
+    assert runs.index(("train_semi", "advcam")) > runs.index(("eval_seg", "advcam"))  # after the weak half
+    semi = {label: cfgs[label] for label in ("CCT + AdvCAM masks", "CCT + CAM masks", "CCT without weak labels")}
+    assert [cfg.semi.weak_labels for cfg in semi.values()] == ["sem_seg", "sem_seg", "none"]
+    assert {cfg.semi.name for cfg in semi.values()} == {"cct_tiny"}
+    assert len({cfg.artifacts.semi_ckpt for cfg in semi.values()}) == 3
+
+    rows = {cells[0]: cells[1:] for cells in (re.split(r"\s{2,}", line.strip())
+                                              for line in capsys.readouterr().out.splitlines())}
+    assert rows["segmentation"] == ["MS", "MS+CRF"]
+    assert rows["DeepLab-v2 + AdvCAM masks"] == ["23.0", "-"]  # the fake eval_seg wrote no CRF result
+    assert rows["CCT + AdvCAM masks"] == ["10.0", "50.0"] and rows["CCT + CAM masks"] == ["10.0", "40.0"]
+    assert rows["CCT without weak labels"] == ["10.0", "30.0"]

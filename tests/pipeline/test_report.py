@@ -1,13 +1,21 @@
-"""Summary tables: column layout, missing values, unreadable metrics files."""
+"""Summary tables: column layout, missing values, unreadable metrics files, segmentation and CCT rows."""
 
 from __future__ import annotations
 
 import logging
+import re
 
 from omegaconf import OmegaConf
 
 from advcam_pl.io import atomic_save_json
-from advcam_pl.pipeline.report import Column, chain_metrics, format_table, read_metrics
+from advcam_pl.pipeline.report import (
+    Column,
+    chain_metrics,
+    format_table,
+    read_metrics,
+    segmentation_table,
+    semi_label,
+)
 
 
 def test_values_are_percent_right_aligned_under_their_headers_and_missing_ones_dashed():
@@ -42,3 +50,24 @@ def test_segmentation_metrics_count_only_for_a_chain_that_evaluates_the_segmenta
     assert chain_metrics(cfg) == {"cam": {}, "mask": {}, "seg": {"miou": 0.5}}
     cfg.stages = ["train_cam", "make_cam"]
     assert chain_metrics(cfg)["seg"] == {}
+
+
+def test_segmentation_rows_give_the_miou_without_and_with_crf_of_each_network():
+    table = segmentation_table({
+        "DeepLab-v2 + AdvCAM masks": {"miou": 0.30, "miou_no_crf": 0.25, "crf": {"t": 10}},
+        "CCT + CAM masks": {"miou": 0.40, "crf": None},  # evaluated without the CRF
+        "CCT without weak labels": {},  # not evaluated yet
+    })
+    rows = [re.split(r"\s{2,}", line.strip()) for line in table.splitlines()]
+    assert rows[0] == ["segmentation", "MS", "MS+CRF"]
+    assert rows[2:] == [["DeepLab-v2 + AdvCAM masks", "25.0", "30.0"], ["CCT + CAM masks", "40.0", "-"],
+                        ["CCT without weak labels", "-", "-"]]
+
+
+def test_a_cct_run_is_named_by_its_weak_label_source():
+    def label(weak_labels, cam="advcam"):
+        return semi_label(OmegaConf.create({"semi": {"name": "cct", "weak_labels": weak_labels}, "cam": {"name": cam}}))
+
+    assert label("sem_seg") == "cct + advcam masks"
+    assert label("ir_label", cam="cam") == "cct + cam IR labels"
+    assert label("none") == label("none", cam="cam") == "cct, no weak labels"

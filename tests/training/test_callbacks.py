@@ -17,8 +17,9 @@ from advcam_pl.training.checkpoint import save_checkpoint_atomic
 class FakeTrainer:
     """Records what save_checkpoint_atomic does, in order; ``rank`` 0 writes and renames."""
 
-    def __init__(self, rank: int = 0, global_step: int = 0, max_steps: int = -1):
+    def __init__(self, rank: int = 0, global_step: int = 0, max_steps: int = -1, steps_of_fit: int = -1):
         self.is_global_zero, self.global_step, self.max_steps = rank == 0, global_step, max_steps
+        self.estimated_stepping_batches = steps_of_fit if max_steps < 0 else max_steps
         # mid-epoch: ProgressCheckpoint saves the last batch of an epoch at the epoch's end instead
         self.fit_loop = SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=SimpleNamespace(is_last_batch=False)))
         self.events: list = []
@@ -52,11 +53,12 @@ def test_checkpoint_is_renamed_before_every_rank_passes_the_barrier(tmp_path):
     assert barrier == ("barrier", ["irn.ckpt"])
 
 
-def test_progress_checkpoint_every_n_steps_but_not_at_the_end(tmp_path):
+@pytest.mark.parametrize("bound", [{"max_steps": 6}, {"steps_of_fit": 6}], ids=["max_steps", "max_epochs"])
+def test_progress_checkpoint_every_n_steps_but_not_at_the_end(tmp_path, bound):
     callback = ProgressCheckpoint(tmp_path / "seg.progress.ckpt", every_n_steps=2)
     saved = []
     for step in [1, 2, 2, 3, 4, 6]:
-        trainer = FakeTrainer(global_step=step, max_steps=6)
+        trainer = FakeTrainer(global_step=step, **bound)
         trainer.folder = tmp_path
         callback.on_train_batch_end(trainer)
         saved += [step] if trainer.events else []

@@ -76,6 +76,29 @@ class SegmentationTrainTransform:
         )
 
 
+def ids_with_label_files(ids: Sequence[str], label_dir: str | os.PathLike, what: str, producer: str,
+                         alternative: str, skip_bad: bool = False) -> list[str]:
+    """The ``ids`` whose label PNG ``label_dir/<id>.png`` exists (a weak chain's output folder).
+
+    A missing folder is an error saying ``producer`` (what writes it, e.g. "run stage make_sem_seg")
+    or ``alternative``; missing files are an error naming the first id and the folder, unless
+    ``skip_bad``: then those ids are dropped with a warning. ``what`` names the ids in messages.
+    """
+    label_dir = Path(label_dir)
+    if not label_dir.is_dir():
+        raise FileNotFoundError(f"label folder {label_dir} does not exist: {producer} first, or {alternative}")
+    missing = [i for i in ids if not (label_dir / f"{i}.png").is_file()]
+    if missing and not skip_bad:
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(ids)} {what} ids have no label PNG in {label_dir}: {missing[0]}.png is "
+            f"missing (first of {missing[:5]}); {producer} or pass data.skip_bad=true"
+        )
+    if missing:
+        log.warning("skipping %d %s ids without a label PNG in %s: %s", len(missing), what, label_dir, missing[:20])
+    dropped = set(missing)
+    return [i for i in ids if i not in dropped]
+
+
 class PseudoMaskDataset(Dataset):
     """Training items ``{"id": str, "image": float [3, crop, crop], "label": int64 [crop, crop]}``."""
 
@@ -198,32 +221,14 @@ class SegmentationDataModule(pl.LightningDataModule):
     # -- setup ------------------------------------------------------------------------------------
     def _train_set(self) -> PseudoMaskDataset:
         reader = VOCReader(self.root, self.train_list)
-        if self.label_dir is not None and not self.label_dir.is_dir():
-            raise FileNotFoundError(
-                f"label folder {self.label_dir} does not exist: run stage make_sem_seg first, or train on "
-                "the dataset's own masks with model.train.label_dir=gt"
-            )
         ids = select_ids(reader, self.skip_bad, need_mask=self.label_dir is None, skip_ids=self.train_skip_ids)
-        dataset = PseudoMaskDataset(reader, ids, self.label_dir, self.transform)
         if self.label_dir is not None:
-            missing = [i for i in ids if not dataset.label_path(i).is_file()]
-            if missing and not self.skip_bad:
-                raise FileNotFoundError(
-                    f"{len(missing)} of {len(ids)} {self.train_list} ids have no label PNG in "
-                    f"{self.label_dir} (e.g. {dataset.label_path(missing[0])}); finish stage make_sem_seg "
-                    "or pass data.skip_bad=true"
-                )
-            if missing:
-                log.warning(
-                    "skipping %d ids without a label PNG in %s: %s",
-                    len(missing),
-                    self.label_dir,
-                    missing[:20],
-                )
-                dataset.ids = [i for i in ids if i not in set(missing)]
-        if not dataset.ids:
+            ids = ids_with_label_files(ids, self.label_dir, self.train_list, "run stage make_sem_seg",
+                                       "train on the dataset's own masks with model.train.label_dir=gt",
+                                       self.skip_bad)
+        if not ids:
             raise ValueError(f"no training images in {self.root}/{self.train_list}")
-        return dataset
+        return PseudoMaskDataset(reader, ids, self.label_dir, self.transform)
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):

@@ -33,8 +33,13 @@ from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import DataLoader
 
 from advcam_pl.data.datamodules import select_ids
-from advcam_pl.data.segmentation import PseudoMaskDataset, SegmentationImageDataset, collate_image
-from advcam_pl.data.transforms import _randint, normalize, random_crop, scale_image, scale_mask
+from advcam_pl.data.segmentation import (
+    PseudoMaskDataset,
+    SegmentationImageDataset,
+    collate_image,
+    ids_with_label_files,
+)
+from advcam_pl.data.transforms import normalize, randint, random_crop, scale_image, scale_mask
 from advcam_pl.data.voc import IGNORE_INDEX, VOCReader
 
 log = logging.getLogger(__name__)
@@ -60,7 +65,7 @@ class CCTTrainTransform:
 
     def resize(self, img: np.ndarray, mask: np.ndarray, rng: np.random.Generator | None = None):
         """Long side to a uniform integer in ``long_range`` (both ends included), aspect kept."""
-        scale = _randint(rng, *self.long_range) / max(img.shape[:2])
+        scale = randint(rng, *self.long_range) / max(img.shape[:2])
         return scale_image(img, scale), scale_mask(mask, scale)
 
     def pad_crop(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator | None = None):
@@ -78,7 +83,7 @@ class CCTTrainTransform:
         img, mask = self.resize(img, mask, rng)
         normalized = normalize(img).permute(1, 2, 0).numpy()
         image, mask = self.pad_crop(normalized, mask, rng)
-        if self.flip and _randint(rng, 0, 1):
+        if self.flip and randint(rng, 0, 1):
             image, mask = image[:, ::-1], mask[:, ::-1]
         image_t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
         return image_t, torch.from_numpy(mask.astype(np.int64))
@@ -131,10 +136,6 @@ def check_disjoint(splits: Mapping[str, Iterable[str]]) -> None:
                 )
 
 
-def missing_label_ids(ids: Sequence[str], label_dir: Path) -> list[str]:
-    return [i for i in ids if not (label_dir / f"{i}.png").is_file()]
-
-
 class LabelledCycle:
     """Endless batches of ``loader``: re-iterated on every pass (fresh shuffle and augmentation), or,
     with ``cache_first_pass``, the first pass's batches replayed (the official ``itertools.cycle``).
@@ -179,6 +180,7 @@ class SemiDataModule(pl.LightningDataModule):
         cache_labelled_pass: replay the labelled loader's first pass, as the official code does.
         drop_last: drop incomplete last batches (official: no). A last batch of one image is always
             dropped (training-mode BN of the PSP's 1×1 bin cannot normalise one value).
+        skip_ids: weak ids left out (images the weak chain skipped as unreadable: they have no mask).
     """
 
     def __init__(
@@ -199,8 +201,10 @@ class SemiDataModule(pl.LightningDataModule):
         skip_bad: bool = False,
         cache_labelled_pass: bool = False,
         drop_last: bool = False,
+        skip_ids: Iterable[str] = (),
     ):
         super().__init__()
+        self.skip_ids = set(skip_ids)
         if weak_labels not in WEAK_LABEL_MODES:
             raise ValueError(f"weak_labels must be one of {WEAK_LABEL_MODES}, got {weak_labels!r}")
         if weak_labels != "none" and not weak_label_dir:
@@ -222,28 +226,16 @@ class SemiDataModule(pl.LightningDataModule):
         """``ids`` whose mask file exists; a missing one raises, naming it (unless ``skip_bad``)."""
         if self.weak_label_dir is None:
             return ids
-        if not self.weak_label_dir.is_dir():
-            raise FileNotFoundError(
-                f"weak label folder {self.weak_label_dir} does not exist: run the weak chain up to "
-                f"{'make_sem_seg' if self.weak_labels == 'sem_seg' else 'make_ir_label'} first, or train "
-                "without weak labels (weak_labels=none)"
-            )
-        missing = missing_label_ids(ids, self.weak_label_dir)
-        if missing and not self.skip_bad:
-            raise FileNotFoundError(
-                f"{len(missing)} of {len(ids)} weak ids have no mask in {self.weak_label_dir}: "
-                f"{missing[0]}.png is missing (first of {missing[:5]}); finish the weak chain or pass "
-                "data.skip_bad=true"
-            )
-        if missing:
-            log.warning("skipping %d weak ids without a mask in %s: %s", len(missing), self.weak_label_dir, missing[:20])
-        return [i for i in ids if i not in set(missing)]
+        producer = "make_sem_seg" if self.weak_labels == "sem_seg" else "make_ir_label"
+        return ids_with_label_files(ids, self.weak_label_dir, "weak", f"run the weak chain up to {producer}",
+                                    "train without weak labels (semi.weak_labels=none)", self.skip_bad)
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit"):
             labelled_reader = VOCReader(self.root, self.labelled_list)
             pool_reader = VOCReader(self.root, self.weak_pool_list)
             labelled_ids, weak_ids = split_semi_ids(labelled_reader.ids, pool_reader.ids)
+            weak_ids = [i for i in weak_ids if i not in self.skip_ids]  # skipped by the weak chain
             splits = {"labelled": labelled_ids, "weak": weak_ids}
             if self.val_list:
                 splits["val"] = VOCReader(self.root, self.val_list).ids

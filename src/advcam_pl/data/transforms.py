@@ -17,7 +17,7 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
-def _randint(rng: np.random.Generator | None, low: int, high: int) -> int:
+def randint(rng: np.random.Generator | None, low: int, high: int) -> int:
     """A uniform integer in [low, high] (both ends included)."""
     if rng is None:
         return int(np.random.randint(low, high + 1))
@@ -72,12 +72,12 @@ def random_resize_long(
     img: np.ndarray, min_long: int, max_long: int, rng: np.random.Generator | None = None
 ) -> np.ndarray:
     """IRN's ``random_resize_long``: long side drawn uniformly from [min_long, max_long]."""
-    return resize_long(img, _randint(rng, min_long, max_long))
+    return resize_long(img, randint(rng, min_long, max_long))
 
 
 def random_hflip(img: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
     """Mirror left-right with probability 1/2."""
-    if _randint(rng, 0, 1):
+    if randint(rng, 0, 1):
         return np.ascontiguousarray(img[:, ::-1])
     return img
 
@@ -97,13 +97,13 @@ def random_crop(
     height, width = arrays[0].shape[:2]
     crop_h, crop_w = min(crop_size, height), min(crop_size, width)
     if width > crop_size:
-        canvas_left, img_left = 0, _randint(rng, 0, width - crop_size)
+        canvas_left, img_left = 0, randint(rng, 0, width - crop_size)
     else:
-        canvas_left, img_left = _randint(rng, 0, crop_size - width), 0
+        canvas_left, img_left = randint(rng, 0, crop_size - width), 0
     if height > crop_size:
-        canvas_top, img_top = 0, _randint(rng, 0, height - crop_size)
+        canvas_top, img_top = 0, randint(rng, 0, height - crop_size)
     else:
-        canvas_top, img_top = _randint(rng, 0, crop_size - height), 0
+        canvas_top, img_top = randint(rng, 0, crop_size - height), 0
     crops = []
     for array, fill in zip(arrays, fill_values):
         canvas = np.full((crop_size, crop_size, *array.shape[2:]), fill, dtype=array.dtype)

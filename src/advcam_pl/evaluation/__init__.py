@@ -2,6 +2,7 @@
 
 from advcam_pl.evaluation.miou import (
     ConfusionMatrix,
+    MeanIoU,
     confusion_matrix,
     iou_by_class,
     iou_from_confusion,
@@ -12,6 +13,7 @@ from advcam_pl.evaluation.sweep import seed_labels, sweep_thresholds
 
 __all__ = [
     "ConfusionMatrix",
+    "MeanIoU",
     "confusion_matrix",
     "iou_by_class",
     "iou_from_confusion",

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
-from advcam_pl.evaluation.miou import ConfusionMatrix
+from advcam_pl.evaluation.miou import MeanIoU
 from advcam_pl.models.resnet import ResNet
 from advcam_pl.models.weights import INPUT_SPACES, load_backbone_weights, to_input_space
 from advcam_pl.training.schedule import poly_schedule, schedule_length
@@ -196,7 +196,7 @@ class DeepLabV2(pl.LightningModule):
         if self.hparams.input_space not in INPUT_SPACES:
             raise ValueError(f"input_space must be one of {INPUT_SPACES}, got {input_space!r}")
         self.register_buffer("class_weights", torch.ones(num_classes), persistent=False)
-        self._val_confusion = ConfusionMatrix(num_classes)
+        self.val_miou = MeanIoU(num_classes)
 
     # -- networks ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -263,20 +263,12 @@ class DeepLabV2(pl.LightningModule):
         scales = [f"{s:g}" for s in (1.0, *self.hparams.msc_scales)]
         return scales + ["max"] if n == len(scales) + 1 else scales[:n]
 
-    def on_validation_epoch_start(self) -> None:
-        self._val_confusion = ConfusionMatrix(self.hparams.num_classes)
-
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         """Single-scale validation (monitoring only; eval_seg gives the paper's protocol)."""
         image, label = batch["image"], batch["label"]
         logits = F.interpolate(self(image), size=image.shape[-2:], mode="bilinear", align_corners=False)
-        pred = logits.argmax(1).cpu().numpy()
-        for p, g in zip(pred, label.cpu().numpy()):
-            self._val_confusion.update(p, g)
-
-    def on_validation_epoch_end(self) -> None:
-        if self._val_confusion.matrix.sum():
-            self.log("val/miou", self._val_confusion.miou, sync_dist=True)
+        self.val_miou.update(logits.argmax(1), label)
+        self.log("val/miou", self.val_miou, batch_size=image.shape[0])
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         with torch.no_grad():

@@ -32,6 +32,8 @@ STAGES = (
     "eval_sem_seg",
     "train_seg",
     "eval_seg",
+    "train_semi",
+    "eval_semi",
 )
 
 

@@ -1,7 +1,7 @@
 """What every stage needs: the data root, loggers and callbacks, a Trainer, metric logging, the
 rules for "this stage's outputs are complete" (per image: :func:`all_written`, resuming with
 :func:`missing_outputs`, which counts a truncated file as missing; metrics: :func:`is_fresh`), and a
-resumable fit (:func:`fit_callbacks` + :func:`fit_and_save`).
+resumable fit (:func:`fit_callbacks` + :func:`advcam_pl.training.checkpoint.fit_resumable`).
 
 Kept small on purpose: a stage composes these, it does not inherit from anything. What made the
 outputs is :mod:`advcam_pl.pipeline.provenance`; skipped images are :mod:`advcam_pl.pipeline.skipped`.
@@ -114,6 +114,17 @@ def build_trainer(
     )
 
 
+def fit_metrics(trainer: pl.Trainer) -> dict:
+    """What a training stage reports after ``fit``: the last ``train_loss``, the optimiser ``steps`` and,
+    when it validated, the last single-scale ``val_miou_single_scale``."""
+    loss = trainer.callback_metrics.get("train/loss")
+    metrics = {"train_loss": float(loss) if loss is not None else float("nan"), "steps": int(trainer.global_step)}
+    val = trainer.callback_metrics.get("val/miou")
+    if val is not None:
+        metrics["val_miou_single_scale"] = float(val)
+    return metrics
+
+
 def list_ids(cfg: DictConfig, split: str) -> list[str]:
     """The image ids of list ``split`` of ``cfg.data``."""
     from advcam_pl.data.voc import VOCReader
@@ -215,33 +226,3 @@ def fit_trainer_overrides(final_ckpt: str | Path) -> dict[str, Any]:
         return {}
     return {"plugins": [SLURMEnvironment(auto_requeue=True)], "default_root_dir": str(hpc_dir(final_ckpt))}
 
-
-def fit_and_save(trainer: pl.Trainer, model: pl.LightningModule, datamodule: pl.LightningDataModule,
-                 final_ckpt: str | Path, weights_only: bool = False) -> Path:
-    """``trainer.fit``, resumed from the newest complete progress (or SLURM requeue) checkpoint of
-    ``final_ckpt`` when there is one; then, after checking that the weights are finite, the final
-    checkpoint written atomically and the resumable state removed."""
-    import shutil
-
-    import torch
-
-    from advcam_pl.training.checkpoint import (
-        SAFE_GLOBALS,
-        check_finite_weights,
-        hpc_dir,
-        progress_path,
-        resume_checkpoint,
-        save_checkpoint_atomic,
-    )
-
-    resume = resume_checkpoint(final_ckpt)
-    if resume is not None:
-        log.info("resuming the fit of %s from %s", final_ckpt, resume)
-    with torch.serialization.safe_globals(SAFE_GLOBALS):
-        trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
-    check_finite_weights(model.state_dict(), f"the network trained for {final_ckpt}")
-    path = save_checkpoint_atomic(trainer, final_ckpt, weights_only=weights_only)
-    if trainer.is_global_zero:
-        progress_path(final_ckpt).unlink(missing_ok=True)
-        shutil.rmtree(hpc_dir(final_ckpt), ignore_errors=True)
-    return path

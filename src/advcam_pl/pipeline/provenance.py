@@ -47,6 +47,7 @@ RECORD_NAME = "provenance.json"
 RECORD_SUFFIX = ".provenance.json"
 POLICIES = ("refuse", "replace")  # products / evaluations
 UNRECORDED = "unrecorded"
+_ABSENT = object()
 WAIT_SECONDS = 600  # how long a non-zero rank waits for rank 0's record
 
 
@@ -65,27 +66,37 @@ def _normalise(value: Any) -> Any:
     return str(value)
 
 
+def flatten(node: Any, prefix: str, ignore: Iterable[str] = ()) -> dict[str, Any]:
+    """``{dotted key: normalised value}`` of a plain nested mapping, keys under ``prefix``, without
+    the keys in ``ignore`` or below them."""
+    ignore = tuple(ignore)
+    out: dict[str, Any] = {}
+
+    def walk(key: str, value: Any) -> None:
+        if any(key == i or key.startswith(i + ".") for i in ignore):
+            return
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(f"{key}.{k}", v)
+        else:
+            out[key] = _normalise(value)
+
+    walk(prefix, node)
+    return out
+
+
 def settings_of(cfg: DictConfig, keys: Iterable[str], ignore: Iterable[str] = ()) -> dict[str, Any]:
     """``{dotted key: value}`` of the config subtrees or values at ``keys`` (resolved, flattened),
     without the keys in ``ignore`` or below them. A key the config lacks is left out."""
     ignore = tuple(ignore)
     out: dict[str, Any] = {}
-
-    def walk(prefix: str, node: Any) -> None:
-        if any(prefix == i or prefix.startswith(i + ".") for i in ignore):
-            return
-        if isinstance(node, Mapping):
-            for k, v in node.items():
-                walk(f"{prefix}.{k}", v)
-        else:
-            out[prefix] = _normalise(node)
-
     for key in keys:
-        node = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        if OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False) is _ABSENT:
+            continue
+        node = OmegaConf.select(cfg, key, throw_on_missing=False)
         if isinstance(node, DictConfig | ListConfig):
             node = OmegaConf.to_container(node, resolve=True)
-        if node is not None or OmegaConf.select(cfg, key, default="__absent__") != "__absent__":
-            walk(key, node)
+        out.update(flatten(node, key, ignore))
     return out
 
 

@@ -3,8 +3,10 @@
 A table is a label column and value columns, built from rows of ``(label, values)``; values are
 mIoU fractions printed as percentages (or numbers already in %, ``Column(scale=1)``), and a
 missing value prints ``-``. :func:`seed_method_table` is the demo's table (one row per seed
-method), :func:`paper_table` the paper-vs-ours table of ``make reproduce-weak``; the
-semi-supervised reproduction adds its rows to :data:`PAPER` and its own row builder.
+method) and :func:`segmentation_table` its segmentation rows (DeepLab-v2 and the CCT runs);
+:func:`paper_table` is the paper-vs-ours table of ``make reproduce-weak``, :func:`semi_paper_table`
+that of ``make reproduce-semi``. A new result adds its paper numbers to :data:`PAPER` and its rows
+to a table builder.
 """
 
 from __future__ import annotations
@@ -19,8 +21,12 @@ from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
-# The paper's mIoU (%) on VOC 2012 (ResNet-50 CAM, IRN, DeepLab-v2 ResNet-101), DESIGN §1.
-PAPER = {"seed": 55.6, "seed_crf": 62.1, "pseudo_mask": 69.9, "val": 68.1, "test": 68.0}
+# The paper's mIoU (%) on VOC 2012 (ResNet-50 CAM, IRN, DeepLab-v2 ResNet-101), DESIGN §1; semi-supervised
+# (CCT.md): CCT on 1,464 pixel-labelled train images + 9,118 train_aug − train images with AdvCAM's pseudo
+# masks, multi-scale + flip + CRF ("semi_val", "semi_test"), and CCT's own result with its own CAM-based weak
+# labels ("cct_weak_val", the CCT paper's 73.2 that AdvCAM compares with).
+PAPER = {"seed": 55.6, "seed_crf": 62.1, "pseudo_mask": 69.9, "val": 68.1, "test": 68.0,
+         "semi_val": 77.8, "semi_test": 76.9, "cct_weak_val": 73.2}
 
 
 @dataclass(frozen=True)
@@ -85,22 +91,83 @@ def seed_method_table(cfgs: Mapping[str, DictConfig]) -> str:
     return format_table("seeds", SEED_METHOD_COLUMNS, rows, label_width=8)
 
 
+def weak_chain_rows(cfg: DictConfig, m: Mapping[str, dict]) -> list[Row]:
+    """Paper-vs-ours rows of the seeds and pseudo masks (``m``: :func:`chain_metrics`)."""
+    cam, mask = m["cam"], m["mask"]
+    return [
+        (f"seed ({cam.get('split', cfg.data.eval_list)})", [PAPER["seed"], cam.get("seed_miou")]),
+        ("seed + CRF", [PAPER["seed_crf"], cam.get("seed_crf_miou")]),
+        (f"pseudo mask ({mask.get('split', cfg.data.eval_list)})", [PAPER["pseudo_mask"], mask.get("miou")]),
+    ]
+
+
+PAPER_COLUMNS = (Column("paper", width=5, scale=1), Column("ours", width=5))
+
+
+def with_details(table: str, metrics: Mapping) -> str:
+    """``table``, then the per-class val IoU in the paper's Table A1 layout and the test-server
+    archive of an evaluation's ``metrics``, where written."""
+    lines = [table]
+    if metrics.get("table_a1"):
+        lines += ["", "per-class IoU on val (paper Table A1 layout):", metrics["table_a1"]]
+    if metrics.get("test_archive"):
+        lines += ["", f"upload for the test score: {metrics['test_archive']}"]
+    return "\n".join(lines)
+
+
 def paper_table(cfg: DictConfig) -> str:
     """The paper's weakly supervised numbers beside this run's (whatever metrics exist yet), then
     the per-class val IoU in the paper's Table A1 layout and the test-server archive, if written."""
     m = chain_metrics(cfg)
-    cam, mask, seg = m["cam"], m["mask"], m["seg"]
+    seg = m["seg"]
     rows = [
-        (f"seed ({cam.get('split', cfg.data.eval_list)})", [PAPER["seed"], cam.get("seed_miou")]),
-        ("seed + CRF", [PAPER["seed_crf"], cam.get("seed_crf_miou")]),
-        (f"pseudo mask ({mask.get('split', cfg.data.eval_list)})", [PAPER["pseudo_mask"], mask.get("miou")]),
+        *weak_chain_rows(cfg, m),
         (f"DeepLab-v2 + CRF ({seg.get('split', cfg.data.val_list)})", [PAPER["val"], seg.get("miou")]),
         ("DeepLab-v2 (test server)", [PAPER["test"], None]),
     ]
-    columns = (Column("paper", width=5, scale=1), Column("ours", width=5))
-    lines = [format_table("mIoU (%)", columns, rows, sep="  ")]
-    if seg.get("table_a1"):
-        lines += ["", "per-class IoU on val (paper Table A1 layout):", seg["table_a1"]]
-    if seg.get("test_archive"):
-        lines += ["", f"upload for the test score: {seg['test_archive']}"]
-    return "\n".join(lines)
+    return with_details(format_table("mIoU (%)", PAPER_COLUMNS, rows, sep="  "), seg)
+
+
+def crf_mious(metrics: Mapping) -> tuple[float | None, float | None]:
+    """``(mIoU without CRF, mIoU with CRF)`` of an ``eval_seg`` / ``eval_semi`` metrics file (None where
+    that evaluation did not run)."""
+    if metrics.get("crf"):
+        return metrics.get("miou_no_crf"), metrics.get("miou")
+    return metrics.get("miou"), None
+
+
+def semi_label(cfg: DictConfig) -> str:
+    """How tables and logs name a CCT run: ``"cct + advcam masks"``, ``"cct + cam IR labels"``,
+    ``"cct, no weak labels"``."""
+    kinds = {"sem_seg": "masks", "ir_label": "IR labels"}
+    if cfg.semi.weak_labels not in kinds:
+        return f"{cfg.semi.name}, no weak labels"
+    return f"{cfg.semi.name} + {cfg.cam.name} {kinds[cfg.semi.weak_labels]}"
+
+
+def semi_paper_table(cfg: DictConfig) -> str:
+    """The paper's semi-supervised numbers beside this run's: the weak chain's seeds and pseudo masks,
+    CCT multi-scale + flip without and with the CRF, the test server, and CCT's own result to
+    compare with; then Table A1 and the test-server archive, if written."""
+    m = chain_metrics(cfg)
+    semi = read_metrics(cfg.artifacts.semi_metrics)
+    no_crf, with_crf = crf_mious(semi)
+    label, split = semi_label(cfg), semi.get("split", cfg.data.val_list)
+    rows = [
+        *weak_chain_rows(cfg, m),
+        (f"{label}, MS + flip ({split})", [None, no_crf]),
+        (f"{label}, MS + flip + CRF ({split})", [PAPER["semi_val"], with_crf]),
+        (f"{label} (test server)", [PAPER["semi_test"], None]),
+        ("CCT, its own weak labels (CCT paper)", [PAPER["cct_weak_val"], None]),
+    ]
+    return with_details(format_table("mIoU (%)", PAPER_COLUMNS, rows, sep="  "), semi)
+
+
+SEGMENTATION_COLUMNS = (Column("MS"), Column("MS+CRF", width=7))
+
+
+def segmentation_table(rows: Mapping[str, Mapping]) -> str:
+    """One row per segmentation network (label → its ``eval_seg`` / ``eval_semi`` metrics): val mIoU
+    of the multi-scale + flip prediction without and with the dense CRF."""
+    return format_table("segmentation", SEGMENTATION_COLUMNS,
+                        [(label, list(crf_mious(metrics))) for label, metrics in rows.items()], sep="  ")

@@ -1,14 +1,22 @@
-"""Reproduce the paper's weakly supervised VOC 2012 result, one skip-aware command.
+"""Reproduce the paper's VOC 2012 results, one skip-aware command per result.
 
     python -m advcam_pl.pipeline.reproduce --voc-root /data/VOCdevkit/VOC2012 [hydra overrides...]
+    python -m advcam_pl.pipeline.reproduce --experiment reproduce_semi --voc-root ...
     python -m advcam_pl.pipeline.reproduce --voc-root ... --status     # which stages are done
 
-Composes ``conf/config.yaml`` with ``experiment=reproduce_weak`` (ResNet-50 CAM → AdvCAM → IRN →
-DeepLab-v2 ResNet-101) and the overrides, checks the VOC tree, then runs train_cam → make_cam →
-eval_cam → make_ir_label → train_irn → make_sem_seg → eval_sem_seg → train_seg → eval_seg. Outputs
-go to a fixed ``paths.work_dir`` (default ``outputs/reproduce_weak``) and a stage whose outputs are
-complete is skipped (``skip_done: true``), so the same command continues a killed run. Prints
-the paper-vs-ours table (:func:`advcam_pl.pipeline.report.paper_table`).
+Composes ``conf/config.yaml`` with the experiment and the overrides, checks the VOC tree, then runs
+the experiment's stages:
+
+- ``reproduce_weak`` (``make reproduce-weak``, the default): ResNet-50 CAM → AdvCAM → IRN → DeepLab-v2
+  ResNet-101, i.e. train_cam → make_cam → eval_cam → make_ir_label → train_irn → make_sem_seg →
+  eval_sem_seg → train_seg → eval_seg;
+- ``reproduce_semi`` (``make reproduce-semi``): the same chain as far as eval_sem_seg, then CCT on the
+  pseudo masks: train_semi → eval_semi.
+
+Outputs go to a fixed ``paths.work_dir`` (default ``outputs/reproduce_weak`` for both, so the stages
+they share run once) and a stage whose outputs are complete is skipped (``skip_done: true``), so the
+same command continues a killed run. Prints the paper-vs-ours table of the experiment
+(:data:`SUMMARIES`).
 """
 
 from __future__ import annotations
@@ -16,22 +24,27 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 import advcam_pl.pipeline as pipeline
 from advcam_pl.config import compose_config
-from advcam_pl.pipeline.report import paper_table
+from advcam_pl.pipeline.report import paper_table, semi_paper_table
 
 log = logging.getLogger(__name__)
 
 
-def compose_weak(voc_root: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
-    """The root config + ``experiment=reproduce_weak`` + ``data.root=voc_root`` + ``overrides``."""
+# experiment → its summary table (the paper's numbers beside ours)
+SUMMARIES: dict[str, Callable[[DictConfig], str]] = {"reproduce_weak": paper_table, "reproduce_semi": semi_paper_table}
+
+
+def compose_reproduction(voc_root: str | Path, overrides: Sequence[str] = (),
+                         experiment: str = "reproduce_weak") -> DictConfig:
+    """The root config + ``experiment=<experiment>`` + ``data.root=voc_root`` + ``overrides``."""
     root = Path(voc_root).expanduser().resolve()
-    return compose_config(["experiment=reproduce_weak", f"data.root={root}", *overrides])
+    return compose_config([f"experiment={experiment}", f"data.root={root}", *overrides])
 
 
 def check_voc_root(cfg: DictConfig) -> list[str]:
@@ -41,14 +54,15 @@ def check_voc_root(cfg: DictConfig) -> list[str]:
     from advcam_pl.data.voc import LIST_DIR, VOCReader
 
     root = Path(cfg.data.root)
-    splits = dict.fromkeys([cfg.data.train_list, cfg.data.val_list, cfg.data.infer_list, cfg.data.eval_list])
+    splits = dict.fromkeys([cfg.data.train_list, cfg.data.val_list, cfg.data.infer_list, cfg.data.eval_list,
+                            cfg.semi.data.labelled_list, cfg.semi.data.weak_pool_list])
     for split in splits:
         VOCReader(root, split)  # checks the folders this split needs and reads its list
     warnings = []
     test_list = cfg.data.get("test_list")
     if test_list and not (root / LIST_DIR / f"{test_list}.txt").is_file():
-        warnings.append(f"{root / LIST_DIR / f'{test_list}.txt'} not found: eval_seg will skip the "
-                        "VOC test-server export (merge the VOC2012 test images and list to enable it)")
+        warnings.append(f"{root / LIST_DIR / f'{test_list}.txt'} not found: eval_seg / eval_semi will skip "
+                        "the VOC test-server export (merge the VOC2012 test images and list to enable it)")
     return warnings
 
 
@@ -60,7 +74,10 @@ def stage_status(cfg: DictConfig) -> list[tuple[str, bool]]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m advcam_pl.pipeline.reproduce",
-        description="Reproduce AdvCAM's weakly supervised VOC 2012 result (skip-aware; re-run to resume).")
+        description="Reproduce AdvCAM's weakly (reproduce_weak) or semi-supervised (reproduce_semi) VOC 2012 "
+                    "result (skip-aware; re-run to resume).")
+    parser.add_argument("--experiment", choices=sorted(SUMMARIES), default="reproduce_weak",
+                        help="which result (conf/experiment/<name>.yaml); default: %(default)s")
     parser.add_argument("--voc-root", required=True,
                         help="the VOC2012 folder (JPEGImages, SegmentationClass, SegmentationClassAug, "
                              "ImageSets/Segmentation/{train_aug,train,val[,test]}.txt)")
@@ -71,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from advcam_pl.data.voc import VOCLayoutError
 
-    cfg = compose_weak(args.voc_root, args.overrides)
+    cfg = compose_reproduction(args.voc_root, args.overrides, args.experiment)
     try:
         warnings = check_voc_root(cfg)
     except VOCLayoutError as err:
@@ -85,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name:<14} {'done' if done else 'to run'}")
         return 0
     pipeline.run_pipeline(cfg)
-    print(paper_table(cfg))
+    print(SUMMARIES[args.experiment](cfg))
     return 0
 
 

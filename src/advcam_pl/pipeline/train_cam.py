@@ -21,7 +21,6 @@ from advcam_pl.data.datamodules import ClassificationDataModule
 from advcam_pl.pipeline.common import (
     build_trainer,
     data_root,
-    fit_and_save,
     fit_callbacks,
     fit_trainer_overrides,
     seed_everything,
@@ -29,7 +28,7 @@ from advcam_pl.pipeline.common import (
     training_callbacks,
 )
 from advcam_pl.pipeline.provenance import Provenance, file_identity, list_identity, settings_of
-from advcam_pl.training.checkpoint import checkpoint_is_complete, hpc_dir, progress_path
+from advcam_pl.training.checkpoint import checkpoint_is_complete, fit_resumable, hpc_dir, progress_path
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +69,7 @@ def run(cfg: DictConfig) -> dict:
         callbacks = [*fit_callbacks("train_cam", ckpt, train.get("save_every_n_steps", 0)),
                      *training_callbacks(cfg, loggers)]
         trainer = build_trainer(cfg, loggers, callbacks, max_epochs=train.max_epochs, **fit_trainer_overrides(ckpt))
-        path = fit_and_save(trainer, model, datamodule, ckpt, weights_only=True)
+        path = fit_resumable(trainer, model, datamodule, ckpt)
     log.info("train_cam: checkpoint written to %s", path)
 
     def metric(name: str) -> float:

@@ -25,7 +25,6 @@ from advcam_pl.models.irn import IRN
 from advcam_pl.pipeline.common import (
     build_trainer,
     data_root,
-    fit_and_save,
     fit_callbacks,
     fit_trainer_overrides,
     log_metrics,
@@ -42,7 +41,7 @@ from advcam_pl.pipeline.provenance import (
 )
 from advcam_pl.pipeline.skipped import log_skipped, read_skipped
 from advcam_pl.training.callbacks import MeanShiftCallback
-from advcam_pl.training.checkpoint import checkpoint_is_complete, hpc_dir, progress_path
+from advcam_pl.training.checkpoint import checkpoint_is_complete, fit_resumable, hpc_dir, progress_path
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +105,7 @@ def run(cfg: DictConfig) -> dict:
                      *training_callbacks(cfg, loggers)]
         trainer = build_trainer(cfg, loggers, callbacks, max_epochs=int(train.max_epochs),
                                 max_steps=int(train.get("max_steps") or -1), **fit_trainer_overrides(ckpt))
-        fit_and_save(trainer, model, datamodule, ckpt)
+        fit_resumable(trainer, model, datamodule, ckpt, weights_only=False)
         metrics = {k.split("/", 1)[1]: float(v) for k, v in trainer.callback_metrics.items()
                    if k.startswith("train/")}
         metrics.update(steps=int(trainer.global_step), backbone_tensors_loaded=int(n_loaded),

@@ -4,7 +4,7 @@ Reads the images of ``cfg.data.train_list`` and the label PNGs of ``cfg.model.tr
 (default ``cfg.artifacts.sem_seg_dir``, the output of make_sem_seg; ``gt`` = the dataset's masks);
 writes ``cfg.artifacts.seg_ckpt`` (atomically, at the end). A killed run resumes from the progress
 checkpoint ``<seg_ckpt stem>.progress.ckpt`` written every epoch and every ``train.save_every_n_steps``
-steps (:class:`~advcam_pl.training.callbacks.ProgressCheckpoint`). Extra callbacks: ``cfg.callbacks``.
+steps (:func:`~advcam_pl.training.checkpoint.fit_resumable`). Extra callbacks: ``cfg.callbacks``.
 Images recorded as skipped in the label folder are left out. Done when the checkpoint is complete
 and was made with this run's settings and labels.
 """
@@ -21,8 +21,8 @@ from advcam_pl.data.segmentation import SegmentationDataModule, is_gt
 from advcam_pl.pipeline.common import (
     build_trainer,
     data_root,
-    fit_and_save,
     fit_callbacks,
+    fit_metrics,
     fit_trainer_overrides,
     log_metrics,
     stage_loggers,
@@ -36,7 +36,7 @@ from advcam_pl.pipeline.provenance import (
     settings_of,
 )
 from advcam_pl.pipeline.skipped import log_skipped, read_skipped
-from advcam_pl.training.checkpoint import checkpoint_is_complete, hpc_dir, progress_path
+from advcam_pl.training.checkpoint import checkpoint_is_complete, fit_resumable, hpc_dir, progress_path
 
 log = logging.getLogger(__name__)
 
@@ -112,18 +112,9 @@ def run(cfg: DictConfig) -> dict:
                  "accumulated x %d devices", cfg.model.name, cfg.model.module.depth,
                  model.n_pretrained_loaded,
                  tr.max_steps, tr.batch_size, tr.accumulate, trainer.world_size)
-        fit_and_save(trainer, model, datamodule, ckpt, weights_only=True)
-        loss = trainer.callback_metrics.get("train/loss")
-        metrics = {
-            "train_loss": float(loss) if loss is not None else float("nan"),
-            "steps": int(trainer.global_step),
-            "num_train_images": len(datamodule.train_set),
-            "pretrained_tensors_loaded": int(model.n_pretrained_loaded),
-            "skipped_ids": sorted(skipped),
-        }
-        val = trainer.callback_metrics.get("val/miou")
-        if val is not None:
-            metrics["val_miou_single_scale"] = float(val)
+        fit_resumable(trainer, model, datamodule, ckpt)
+        metrics = {**fit_metrics(trainer), "num_train_images": len(datamodule.train_set),
+                   "pretrained_tensors_loaded": int(model.n_pretrained_loaded), "skipped_ids": sorted(skipped)}
         log_metrics(loggers, {f"train_seg/{k}": v for k, v in metrics.items()}, step=trainer.global_step)
     metrics["objective"] = metrics["train_loss"]  # the only number a training stage has (lower is better)
     log.info("train_seg: wrote %s (final loss %.4f)", ckpt, metrics["train_loss"])

@@ -53,8 +53,8 @@ class MeanShiftCallback(pl.Callback):
 
 
 def _training_ends_at(trainer: pl.Trainer, step: int) -> bool:
-    max_steps = trainer.max_steps if trainer.max_steps is not None else -1
-    return max_steps > 0 and step >= max_steps
+    """Whether ``step`` is the fit's last optimiser step (bounded by steps or by epochs)."""
+    return step >= trainer.estimated_stepping_batches
 
 
 def _last_batch_of_epoch(trainer: pl.Trainer) -> bool:
@@ -106,9 +106,7 @@ class ProgressCheckpoint(pl.Callback):
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._stop_if_signalled(trainer)
-        last_epoch = trainer.max_epochs is not None and trainer.max_epochs > 0 and \
-            trainer.current_epoch + 1 >= trainer.max_epochs
-        if (self.every_epoch and trainer.global_step != self._last_step and not last_epoch
+        if (self.every_epoch and trainer.global_step != self._last_step
                 and not _training_ends_at(trainer, trainer.global_step)):
             self._save(trainer)
 

@@ -7,12 +7,14 @@ data (``weights_only=True``), checked against the configured network before use.
 - :func:`load_trained`: a trained LightningModule from our checkpoint, after checking that its
   architecture is the configured one and its weights are finite;
 - :func:`progress_path`, :func:`resume_checkpoint`: where a fit keeps its resumable state
-  (:class:`~advcam_pl.training.callbacks.ProgressCheckpoint`) and which file a restart resumes from.
+  (:class:`~advcam_pl.training.callbacks.ProgressCheckpoint`) and which file a restart resumes from;
+- :func:`fit_resumable`: the training stages' fit, resumed from there, then the final checkpoint.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import pathlib
 import pickle
@@ -45,6 +47,8 @@ def _safe_globals() -> list:
 
 
 SAFE_GLOBALS = _safe_globals()
+
+log = logging.getLogger(__name__)
 
 
 def save_checkpoint_atomic(trainer: pl.Trainer, path: str | os.PathLike, weights_only: bool = False) -> Path:
@@ -173,3 +177,25 @@ def resume_checkpoint(final: str | os.PathLike) -> Path | None:
         if step > best_step:
             best, best_step = path, step
     return best
+
+
+def fit_resumable(trainer: pl.Trainer, model: pl.LightningModule, datamodule: pl.LightningDataModule,
+                  ckpt: str | os.PathLike, weights_only: bool = True) -> Path:
+    """``trainer.fit``, resumed from the newest complete progress (or SLURM requeue) checkpoint of
+    ``ckpt`` (:func:`resume_checkpoint`, written by
+    :class:`~advcam_pl.training.callbacks.ProgressCheckpoint`) when a killed run left one; then, once
+    the weights are checked finite, the final checkpoint at ``ckpt`` (atomic; ``weights_only``: weights
+    and hyper-parameters only) and the resumable state removed."""
+    import shutil
+
+    resume = resume_checkpoint(ckpt)
+    if resume is not None:
+        log.info("resuming the fit of %s from %s", ckpt, resume)
+    with torch.serialization.safe_globals(SAFE_GLOBALS):
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+    check_finite_weights(model.state_dict(), f"the network trained for {ckpt}")
+    path = save_checkpoint_atomic(trainer, ckpt, weights_only=weights_only)
+    if trainer.is_global_zero:
+        progress_path(ckpt).unlink(missing_ok=True)
+        shutil.rmtree(hpc_dir(ckpt), ignore_errors=True)
+    return path

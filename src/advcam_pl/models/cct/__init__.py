@@ -2,7 +2,7 @@
 the network (:mod:`.network`, :mod:`.encoder`, :mod:`.decoders`), its perturbations, losses,
 inference and the LightningModule :class:`CCT`."""
 
-from advcam_pl.models.cct.module import CCT
+from advcam_pl.models.cct.module import CCT, load_cct
 from advcam_pl.models.cct.network import CCTNet
 
-__all__ = ["CCT", "CCTNet"]
+__all__ = ["CCT", "CCTNet", "load_cct"]

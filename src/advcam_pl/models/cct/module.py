@@ -32,7 +32,8 @@ a local file restores them); VAT uses ``torch.autograd.grad`` instead of ``.back
 Batches: train ``{"labelled": {"image": [B, 3, h, w], "label": int64 [B, h, w]}, "weak": {"image":
 [B', 3, h, w], "label": int64 [B', h, w]}}`` (h, w multiples of 8; the weak ``label`` is unused when
 ``weak_labels=none``); val ``{"image": [1, 3, H, W], "label": [1, H, W]}`` (full images);
-predict ``{"image": [1, 3, H, W]}`` → multi-scale + flip raw outputs ``[1, K, H, W]``.
+predict ``{"image": [1, 3, H, W]}`` → softmax ``[1, K, H, W]`` of the multi-scale + flip outputs (the
+input of the dense CRF in ``eval_semi``; softmax before the CRF is our assumption, CCT has no CRF).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from collections.abc import Mapping, Sequence
 import pytorch_lightning as pl
 import torch
 
-from advcam_pl.evaluation.miou import ConfusionMatrix
+from advcam_pl.evaluation.miou import MeanIoU
 from advcam_pl.models.cct.inference import multi_scale_predict, single_scale_predict
 from advcam_pl.models.cct.losses import (
     loss_weights,
@@ -55,15 +56,11 @@ from advcam_pl.models.cct.losses import (
     weak_loss,
 )
 from advcam_pl.models.cct.network import CCTNet, match_size
+from advcam_pl.training.schedule import poly_schedule, schedule_length
 
 log = logging.getLogger(__name__)
 
 WEAK_LABEL_MODES = ("sem_seg", "ir_label", "none")
-
-
-def poly_factor(step: int, total_steps: int, power: float = 0.9) -> float:
-    """``(1 − min(step, N)/N)^power``: the lr multiplier at optimizer step ``step`` (0-based)."""
-    return (1.0 - min(step, total_steps) / total_steps) ** power
 
 
 class CCT(pl.LightningModule):
@@ -76,7 +73,7 @@ class CCT(pl.LightningModule):
     Losses: ``weak_labels, weak_loss_on_main, supervised_w, softmax_temp, unsupervised_w,
     weakly_loss_w, mse_reduction, ramp_up, rampup_steps``.
     Optimiser: ``lr, backbone_lr_mult, momentum, weight_decay, poly_power, max_steps`` (poly length;
-    ``None``: the trainer's ``max_steps``, else its estimated stepping batches).
+    ``None``: the fit's optimiser steps, :func:`~advcam_pl.training.schedule.schedule_length`).
     Test time: ``test_scales, test_flip, test_average``.
     """
 
@@ -142,7 +139,7 @@ class CCT(pl.LightningModule):
         if len(self.net.aux_decoders) == 0:
             raise ValueError("CCT needs at least one auxiliary decoder (aux_counts are all 0)")
         self._rampup_steps: int | None = rampup_steps
-        self._val_confusion = ConfusionMatrix(num_classes)
+        self.val_miou = MeanIoU(num_classes)
 
     @property
     def use_weak_labels(self) -> bool:
@@ -224,22 +221,14 @@ class CCT(pl.LightningModule):
                 self.log(f"train/{name}", value, batch_size=batch_size)
         return losses["loss"]
 
-    def on_validation_epoch_start(self) -> None:
-        self._val_confusion = ConfusionMatrix(self.hparams.num_classes)
-
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         """Single scale on the full image (padded to a multiple of 8), main decoder only."""
-        pred = single_scale_predict(self.net, batch["image"]).argmax(1).cpu().numpy()
-        for p, g in zip(pred, batch["label"].cpu().numpy()):
-            self._val_confusion.update(p, g)
-
-    def on_validation_epoch_end(self) -> None:
-        if self._val_confusion.matrix.sum():
-            self.log("val/miou", self._val_confusion.miou, sync_dist=True)
+        self.val_miou.update(single_scale_predict(self.net, batch["image"]).argmax(1), batch["label"])
+        self.log("val/miou", self.val_miou, batch_size=batch["image"].shape[0])
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         with torch.no_grad():
-            return self.predict_logits(batch["image"])
+            return self.predict_logits(batch["image"]).softmax(1)
 
     def param_groups(self) -> list[dict]:
         """The official two groups: PSP + decoders at ``lr``, the ResNet at ``lr · backbone_lr_mult``."""
@@ -252,16 +241,23 @@ class CCT(pl.LightningModule):
         ]
 
     def configure_optimizers(self):
-        """SGD + per-step poly decay. (A local ``poly_factor``: the repo has no shared poly helper yet.)"""
+        """SGD + poly decay every step (official ``Poly`` scheduler, stepped per iteration) over
+        ``max_steps`` or the fit's optimiser steps (epochs × iterations per epoch)."""
         hp = self.hparams
         optimizer = torch.optim.SGD(
             self.param_groups(), lr=hp.lr, momentum=hp.momentum, weight_decay=hp.weight_decay
         )
-        total = hp.max_steps
-        if total is None and self._trainer is not None:
-            total = self.trainer.max_steps if self.trainer.max_steps > 0 else self.trainer.estimated_stepping_batches
-        if total is None or not math.isfinite(total) or total <= 0:
-            raise ValueError("the poly schedule needs max_steps (module.max_steps or a finite trainer run)")
-        total = int(total)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: poly_factor(k, total, hp.poly_power))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return {"optimizer": optimizer, "lr_scheduler": poly_schedule(optimizer, schedule_length(self), hp.poly_power)}
+
+
+def load_cct(checkpoint: str | os.PathLike, map_location: str = "cpu", expected: dict | None = None,
+             **overrides) -> CCT:
+    """A trained CCT from our Lightning checkpoint (never re-fetches the initial weights), read as data
+    only; its hyper-parameters must match ``expected`` (e.g. the configured ``depth``) and its weights
+    must be finite (:func:`advcam_pl.training.checkpoint.load_trained`). ``overrides`` replace
+    hyper-parameters, e.g. the test-time ``test_scales``."""
+    from advcam_pl.training.checkpoint import load_trained
+
+    model = load_trained(CCT, checkpoint, what="CCT checkpoint", remedy="run stage train_semi first",
+                         expected=expected, configured_by="semi.module", pretrained=None, **overrides)
+    return model.to(map_location)
