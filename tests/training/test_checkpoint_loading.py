@@ -61,7 +61,7 @@ def test_files_with_a_code_payload_are_refused_everywhere(tmp_path, resnet18_cla
     # train_irn with irn.init_from_cam reads the CAM classifier checkpoint
     with pytest.raises(UntrustedFileError, match=r"evil\.ckpt"):
         IRN(depth=18, pretrained=None, dp_width=64).init_backbone(str(evil_ckpt))
-    # make_sem_seg reads the IRN checkpoint; eval_seg the segmentation one; make_cam the classifier
+    # make_sem_seg reads the IRN checkpoint, eval_seg / eval_semi theirs, make_cam the classifier
     from advcam_pl.models.deeplab_v2 import load_deeplab
     from advcam_pl.pipeline.make_sem_seg import load_irn
 
@@ -70,6 +70,10 @@ def test_files_with_a_code_payload_are_refused_everywhere(tmp_path, resnet18_cla
         load_irn(cfg)
     with pytest.raises(UntrustedFileError, match="segmentation checkpoint .*evil.ckpt"):
         load_deeplab(evil_ckpt)
+    from advcam_pl.models.cct import load_cct
+
+    with pytest.raises(UntrustedFileError, match="CCT checkpoint .*evil.ckpt"):
+        load_cct(evil_ckpt)
     with pytest.raises(UntrustedFileError, match="CAM classifier"):
         load_trained(CAMClassifier, evil_ckpt, what="CAM classifier checkpoint", remedy="run train_cam")
     assert not marker.exists(), "the payload ran"
