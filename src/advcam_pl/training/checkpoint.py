@@ -143,11 +143,13 @@ def load_trained(module_cls: type[pl.LightningModule], path: str | os.PathLike, 
     ``load_from_checkpoint`` (e.g. ``pretrained=None``).
     """
     checkpoint = load_checkpoint_file(path, what, remedy)
-    missing = [k for k in ("state_dict", "pytorch-lightning_version") if k not in checkpoint]
-    if missing:
-        raise CorruptFileError(f"{what} {path} is not a Lightning checkpoint (no {' or '.join(missing)}); {remedy}")
+    if "state_dict" not in checkpoint:
+        raise CorruptFileError(f"{what} {path} is not a Lightning checkpoint (no state_dict); {remedy}")
     check_architecture(checkpoint.get("hyper_parameters") or {}, expected or {}, f"{what} {path}", configured_by)
     check_finite_weights(checkpoint["state_dict"], f"{what} {path}")
+    if "pytorch-lightning_version" not in checkpoint:
+        raise CorruptFileError(f"{what} {path} is not a Lightning checkpoint (no pytorch-lightning_version); "
+                               f"{remedy}")
     with torch.serialization.safe_globals(SAFE_GLOBALS):
         return module_cls.load_from_checkpoint(path, map_location="cpu", weights_only=True, **overrides)
 
