@@ -76,3 +76,22 @@ def voc_real_root() -> Path:
     if not VOC_REAL_ROOT.is_dir():
         pytest.skip(f"real VOC fixtures not found at {VOC_REAL_ROOT} (clone with ../shared beside the repo)")
     return VOC_REAL_ROOT
+
+
+@pytest.fixture(scope="session")
+def killed_writer_temp() -> Callable[[Path], Path]:
+    """``temp(target) -> path``: the temporary name that a writer killed with -9 (a process that
+    has exited) would have left for ``target`` (not created)."""
+    import os
+    import subprocess
+    import sys
+
+    from advcam_pl.io import temp_prefix
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+
+    def temp(target: Path) -> Path:
+        return target.with_name(temp_prefix(target).replace(f"-{os.getpid()}.", f"-{proc.pid}.") + "k3j2h1g0.tmp")
+
+    return temp

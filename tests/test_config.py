@@ -4,6 +4,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from advcam_pl.config import CONFIG_DIR
+from advcam_pl.config_checks import config_errors
 
 # experiment_cam is not a choice: the root config picks <experiment>_<cam>.yaml from it itself.
 GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name not in ("hydra", "experiment_cam"))
@@ -21,6 +22,7 @@ def test_every_group_option_composes_and_resolves(group, option, compose_cfg):
     # Resolving catches interpolations that point at keys no group defines.
     container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     assert container["stages"]
+    assert config_errors(cfg) == []  # every shipped value passes the compose-time checks
 
 
 @pytest.mark.parametrize("name", options("experiment_cam"))

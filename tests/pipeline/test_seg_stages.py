@@ -50,7 +50,8 @@ def test_train_seg_then_eval_seg_end_to_end(compose_cfg, synthetic_root):
     metrics = train_seg.run(cfg)
     assert train_seg.is_done(cfg) and metrics["steps"] == 2 and np.isfinite(metrics["train_loss"])
     ckpt = Path(cfg.artifacts.seg_ckpt)
-    assert [p.name for p in ckpt.parent.iterdir()] == [ckpt.name]  # no temp or progress file left
+    # the checkpoint and its provenance record; no temp or progress file left
+    assert sorted(p.name for p in ckpt.parent.iterdir()) == [ckpt.name, f"{ckpt.name}.provenance.json"]
 
     metrics = eval_seg.run(cfg)
     assert eval_seg.is_done(cfg)

@@ -72,7 +72,9 @@ def test_train_semi_resumes_a_killed_run_from_its_progress_checkpoint(compose_cf
     assert first.step == 4 and metrics["steps"] == 6 and metrics["epochs"] == 2  # 2 epochs of 3 steps in all
     assert (metrics["num_labelled_images"], metrics["num_weak_images"]) == (12, 12)
     assert np.isfinite(metrics["train_loss"]) and 0 <= metrics["val_miou_single_scale"] <= 1
-    assert train_semi.is_done(cfg) and [p.name for p in ckpt.parent.iterdir()] == [ckpt.name]
+    # the checkpoint and its provenance record; no temp or progress file left
+    assert train_semi.is_done(cfg)
+    assert sorted(p.name for p in ckpt.parent.iterdir()) == [ckpt.name, f"{ckpt.name}.provenance.json"]
 
 
 def test_a_missing_pseudo_mask_stops_train_semi_naming_the_id_and_the_folder(compose_cfg, synthetic_root):

@@ -19,7 +19,8 @@ def test_train_cam_writes_a_loadable_checkpoint_and_is_done(compose_cfg, synthet
 
     ckpt = tmp_path / "checkpoints" / "cam_classifier.ckpt"
     assert str(ckpt) == cfg.artifacts.cam_ckpt and ckpt.is_file()
-    assert [p.name for p in ckpt.parent.iterdir()] == [ckpt.name], "temporary file left behind"
+    # the checkpoint and its provenance record, no temporary or progress file
+    assert sorted(p.name for p in ckpt.parent.iterdir()) == [ckpt.name, f"{ckpt.name}.provenance.json"]
     assert train_cam.is_done(cfg)
     assert 0 < metrics["val_map"] <= 1 and metrics["objective"] == metrics["val_map"]
     assert math.isfinite(metrics["train_loss"]) and math.isfinite(metrics["val_loss"])

@@ -1,12 +1,14 @@
 """Training plumbing: the atomic checkpoint and its barrier, the progress checkpoint, cfg.callbacks."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from pytorch_lightning.callbacks import LearningRateMonitor
 from pytorch_lightning.loggers import CSVLogger
 
 from advcam_pl.config import compose_config
+from advcam_pl.io import temp_prefix, temp_target
 from advcam_pl.pipeline.common import training_callbacks
 from advcam_pl.training.callbacks import ProgressCheckpoint, SegmentationWriter
 from advcam_pl.training.checkpoint import save_checkpoint_atomic
@@ -18,6 +20,8 @@ class FakeTrainer:
     def __init__(self, rank: int = 0, global_step: int = 0, max_steps: int = -1, steps_of_fit: int = -1):
         self.is_global_zero, self.global_step, self.max_steps = rank == 0, global_step, max_steps
         self.estimated_stepping_batches = steps_of_fit if max_steps < 0 else max_steps
+        # mid-epoch: ProgressCheckpoint saves the last batch of an epoch at the epoch's end instead
+        self.fit_loop = SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=SimpleNamespace(is_last_batch=False)))
         self.events: list = []
         self.strategy = self
 
@@ -35,13 +39,18 @@ def test_checkpoint_is_renamed_before_every_rank_passes_the_barrier(tmp_path):
     trainer = FakeTrainer(rank=0)
     trainer.folder = path.parent
     assert save_checkpoint_atomic(trainer, path, weights_only=True) == path
-    assert trainer.events == [("save", ".irn.ckpt.tmp", True), ("barrier", ["irn.ckpt"])]
+    (save, tmp_name, weights_only), barrier = trainer.events
+    # this process's temporary name for irn.ckpt (a kill -9 leaves it for the next run to remove)
+    assert (save, weights_only) == ("save", True) and tmp_name.startswith(temp_prefix(path))
+    assert temp_target(tmp_name) == "irn.ckpt" and barrier == ("barrier", ["irn.ckpt"])
     assert path.read_text() == "checkpoint"
 
     other = FakeTrainer(rank=1)  # another rank: no write, no rename, but it waits at the barrier too
     other.folder = path.parent
     save_checkpoint_atomic(other, path)
-    assert other.events == [("save", ".irn.ckpt.tmp", False), ("barrier", ["irn.ckpt"])]
+    (save, tmp_name, weights_only), barrier = other.events
+    assert (save, weights_only) == ("save", False) and temp_target(tmp_name) == "irn.ckpt"
+    assert barrier == ("barrier", ["irn.ckpt"])
 
 
 @pytest.mark.parametrize("bound", [{"max_steps": 6}, {"steps_of_fit": 6}], ids=["max_steps", "max_epochs"])

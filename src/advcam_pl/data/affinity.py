@@ -11,7 +11,7 @@ in the loader: the same numbers, without shipping ``3 × D × N`` floats (24 MB 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -66,9 +66,18 @@ def stride4_labels(label: np.ndarray) -> np.ndarray:
 
 
 def read_label_png(path: str | Path) -> np.ndarray:
-    """An IR-label / pseudo-mask PNG as indices ``[H, W]`` uint8."""
-    with Image.open(path) as image:
-        return np.array(image)
+    """An IR-label / pseudo-mask PNG as indices ``[H, W]`` uint8; a broken file is a
+    :class:`~advcam_pl.errors.CorruptFileError` naming it."""
+    from advcam_pl.errors import CorruptFileError
+
+    try:
+        with Image.open(path) as image:
+            return np.array(image)
+    except FileNotFoundError:
+        raise
+    except (OSError, SyntaxError, ValueError) as err:  # PIL's errors for truncated or foreign files
+        raise CorruptFileError(f"label PNG {path} cannot be read ({err}); run the stage that wrote it again "
+                               "(make_ir_label / make_sem_seg redo broken files)") from err
 
 
 class AffinityDataset(Dataset):
@@ -78,14 +87,16 @@ class AffinityDataset(Dataset):
         root, split: the VOC folder and the list of training images.
         ir_label_dir: ``<id>.png`` IR labels (0 bg, 1–20, 255 ignore) at image resolution.
         crop_size: S, a multiple of 4. rescale: (min, max) random scale. hflip: random mirror.
+        skip_ids: ids left out (images an earlier stage skipped as unreadable).
     """
 
     def __init__(self, root: str | Path, split: str, ir_label_dir: str | Path, crop_size: int = 512,
-                 rescale: Sequence[float] | None = (0.5, 1.5), hflip: bool = True):
+                 rescale: Sequence[float] | None = (0.5, 1.5), hflip: bool = True, skip_ids: Iterable[str] = ()):
         if crop_size % 4:
             raise ValueError(f"crop_size must be a multiple of 4 (stride-4 labels), got {crop_size}")
         self.reader = VOCReader(root, split)
-        self.ids = list(self.reader.ids)
+        skip = set(skip_ids)
+        self.ids = [i for i in self.reader.ids if i not in skip]
         self.ir_label_dir = Path(ir_label_dir)
         self.crop_size = int(crop_size)
         self.rescale = tuple(rescale) if rescale else None
@@ -124,9 +135,10 @@ class AffinityDataset(Dataset):
 class TopLeftCropDataset(Dataset):
     """Normalised images in a ``crop_size``² zero canvas at the top left (IRN's mean-shift pass)."""
 
-    def __init__(self, root: str | Path, split: str, crop_size: int = 512):
+    def __init__(self, root: str | Path, split: str, crop_size: int = 512, skip_ids: Iterable[str] = ()):
         self.reader = VOCReader(root, split)
-        self.ids = list(self.reader.ids)
+        skip = set(skip_ids)
+        self.ids = [i for i in self.reader.ids if i not in skip]
         self.crop_size = int(crop_size)
 
     def __len__(self) -> int:
@@ -143,13 +155,16 @@ class AffinityDataModule(pl.LightningDataModule):
     """IRN training batches ``{"image": [B, 3, S, S], "label": [B, S/4, S/4], "id": list}``.
 
     ``mean_shift_dataloader`` serves the top-left crops of ``infer_split`` for the displacement
-    mean computed after training (``max_images`` caps it; None = all, as IRN).
+    mean computed after training (``max_images`` caps it; None = all, as IRN). ``skip_ids``: images
+    left out of both (skipped as unreadable by an earlier stage).
     """
 
     def __init__(self, root: str | Path, split: str, ir_label_dir: str | Path, crop_size: int = 512,
                  rescale: Sequence[float] | None = (0.5, 1.5), hflip: bool = True, batch_size: int = 32,
-                 num_workers: int = 0, infer_split: str | None = None, mean_shift_images: int | None = None):
+                 num_workers: int = 0, infer_split: str | None = None, mean_shift_images: int | None = None,
+                 skip_ids: Iterable[str] = ()):
         super().__init__()
+        self.skip_ids = set(skip_ids)
         self.root, self.split, self.ir_label_dir = root, split, ir_label_dir
         self.crop_size, self.rescale, self.hflip = crop_size, rescale, hflip
         self.batch_size, self.num_workers = int(batch_size), int(num_workers)
@@ -160,7 +175,7 @@ class AffinityDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
             self.train_set = AffinityDataset(self.root, self.split, self.ir_label_dir, self.crop_size,
-                                             self.rescale, self.hflip)
+                                             self.rescale, self.hflip, self.skip_ids)
 
     def train_dataloader(self) -> DataLoader:
         self.setup("fit")
@@ -171,7 +186,7 @@ class AffinityDataModule(pl.LightningDataModule):
                           persistent_workers=self.num_workers > 0)
 
     def mean_shift_dataloader(self, rank: int = 0, world_size: int = 1) -> DataLoader:
-        dataset: Dataset = TopLeftCropDataset(self.root, self.infer_split, self.crop_size)
+        dataset: Dataset = TopLeftCropDataset(self.root, self.infer_split, self.crop_size, self.skip_ids)
         n = len(dataset) if self.mean_shift_images is None else min(len(dataset), int(self.mean_shift_images))
         dataset = Subset(dataset, range(rank, n, world_size))
         # IRN averages per-batch means over full batches (drop_last).

@@ -184,7 +184,8 @@ class SegmentationDataModule(pl.LightningDataModule):
     ``label_dir``: folder of ``<id>.png`` label maps (palette indices, 255 ignored), or ``None`` /
     ``"gt"`` for the dataset's own masks. Every training id needs its label file; a missing one is
     an error naming the folder (or, with ``skip_bad``, the id is dropped with a warning).
-    ``predict_exclude(id) -> bool`` leaves out ids whose outputs already exist.
+    ``predict_exclude(id) -> bool`` leaves out ids whose outputs already exist. ``train_skip_ids``:
+    training ids left out (images an earlier stage skipped as unreadable, so they have no label).
     """
 
     def __init__(
@@ -203,8 +204,10 @@ class SegmentationDataModule(pl.LightningDataModule):
         predict_with_mask: bool = False,
         predict_exclude: Callable[[str], bool] | None = None,
         predict_skip_ids: Iterable[str] | None = None,
+        train_skip_ids: Iterable[str] | None = None,
     ):
         super().__init__()
+        self.train_skip_ids = set(train_skip_ids or ())
         self.root, self.train_list, self.val_list = Path(root), train_list, val_list
         self.label_dir = None if is_gt(label_dir) else Path(label_dir)
         self.batch_size, self.num_workers, self.skip_bad = int(batch_size), int(num_workers), skip_bad
@@ -218,7 +221,7 @@ class SegmentationDataModule(pl.LightningDataModule):
     # -- setup ------------------------------------------------------------------------------------
     def _train_set(self) -> PseudoMaskDataset:
         reader = VOCReader(self.root, self.train_list)
-        ids = select_ids(reader, self.skip_bad, need_mask=self.label_dir is None)
+        ids = select_ids(reader, self.skip_bad, need_mask=self.label_dir is None, skip_ids=self.train_skip_ids)
         if self.label_dir is not None:
             ids = ids_with_label_files(ids, self.label_dir, self.train_list, "run stage make_sem_seg",
                                        "train on the dataset's own masks with model.train.label_dir=gt",

@@ -180,6 +180,7 @@ class SemiDataModule(pl.LightningDataModule):
         cache_labelled_pass: replay the labelled loader's first pass, as the official code does.
         drop_last: drop incomplete last batches (official: no). A last batch of one image is always
             dropped (training-mode BN of the PSP's 1×1 bin cannot normalise one value).
+        skip_ids: weak ids left out (images the weak chain skipped as unreadable: they have no mask).
     """
 
     def __init__(
@@ -200,8 +201,10 @@ class SemiDataModule(pl.LightningDataModule):
         skip_bad: bool = False,
         cache_labelled_pass: bool = False,
         drop_last: bool = False,
+        skip_ids: Iterable[str] = (),
     ):
         super().__init__()
+        self.skip_ids = set(skip_ids)
         if weak_labels not in WEAK_LABEL_MODES:
             raise ValueError(f"weak_labels must be one of {WEAK_LABEL_MODES}, got {weak_labels!r}")
         if weak_labels != "none" and not weak_label_dir:
@@ -232,6 +235,7 @@ class SemiDataModule(pl.LightningDataModule):
             labelled_reader = VOCReader(self.root, self.labelled_list)
             pool_reader = VOCReader(self.root, self.weak_pool_list)
             labelled_ids, weak_ids = split_semi_ids(labelled_reader.ids, pool_reader.ids)
+            weak_ids = [i for i in weak_ids if i not in self.skip_ids]  # skipped by the weak chain
             splits = {"labelled": labelled_ids, "weak": weak_ids}
             if self.val_list:
                 splits["val"] = VOCReader(self.root, self.val_list).ids

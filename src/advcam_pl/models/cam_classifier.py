@@ -45,6 +45,8 @@ class CAMClassifier(pl.LightningModule):
             (:func:`~advcam_pl.models.weights.load_backbone_weights`). ``self.num_loaded_tensors``
             says how many were copied. A checkpoint saved from this module records
             ``pretrained=None``, so ``load_from_checkpoint(path)`` never fetches weights again.
+        allow_partial_init: accept a file that fills only some backbone tensors (a warning gives
+            the count); off: such a file is an error.
         num_classes: 20 for PASCAL VOC (no background).
         norm: ``"frozen"`` (FrozenBatchNorm2d: the pretrained statistics and affine stay fixed,
             whatever the train/eval mode) or ``"batch"`` (trainable ``nn.BatchNorm2d``, for training
@@ -73,6 +75,7 @@ class CAMClassifier(pl.LightningModule):
         weight_decay: float = 1e-4,
         poly_power: float = 0.9,
         poly_interval: int = 1,
+        allow_partial_init: bool = False,
     ):
         super().__init__()
         pretrained = None if pretrained is None else os.fspath(pretrained)
@@ -84,7 +87,8 @@ class CAMClassifier(pl.LightningModule):
         set_requires_grad(self.backbone.conv1, False)
         set_requires_grad(self.backbone.bn1, False)
 
-        self.num_loaded_tensors = load_backbone_weights(self.backbone, pretrained, depth, "CAMClassifier").loaded
+        self.num_loaded_tensors = load_backbone_weights(self.backbone, pretrained, depth, "CAMClassifier",
+                                                        allow_partial=allow_partial_init).loaded
         self.val_ap = MultilabelAveragePrecision(num_labels=num_classes, average=None)
 
     @property

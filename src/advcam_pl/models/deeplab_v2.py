@@ -26,7 +26,6 @@ import logging
 import math
 import os
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
@@ -138,7 +137,8 @@ class DeepLabV2(pl.LightningModule):
         pretrained: ``"imagenet"`` (torchvision's; a stride is no weight, so the Caffe layout takes
             them unchanged, only its features differ slightly from the Caffe model's), a weights file
             (torchvision names, our ``backbone.*``, or kazuto1011's Caffe names), or ``None``.
-            Every backbone tensor must load (``self.n_pretrained_loaded`` counts them).
+            Every backbone tensor must load (``self.n_pretrained_loaded`` counts them), unless
+            ``allow_partial_init`` (then a warning with the count).
         input_space: what the backbone expects (:data:`~advcam_pl.models.weights.INPUT_SPACES`);
             ``None`` follows the initial weights (``"bgr_caffe"`` for a Caffe-converted file). Inputs
             are always ImageNet-normalised RGB; :meth:`forward` converts them. Saved in the
@@ -181,6 +181,7 @@ class DeepLabV2(pl.LightningModule):
         test_scales: Sequence[float] = (0.5, 0.75, 1.0, 1.25),
         test_flip: bool = True,
         test_fuse: str = "max",
+        allow_partial_init: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -188,7 +189,8 @@ class DeepLabV2(pl.LightningModule):
         self.backbone = ResNet(depth, strides=(2, 2, 1, 1), dilations=(1, 1, 2, 4), stride_in_1x1=True,
                                ceil_mode=True, norm_layer=norm)
         self.aspp = ASPP(self.backbone.out_channels[-1], num_classes, rates)
-        weights = load_backbone_weights(self.backbone, pretrained, depth, "DeepLab-v2", INPUT_SPACES)
+        weights = load_backbone_weights(self.backbone, pretrained, depth, "DeepLab-v2", INPUT_SPACES,
+                                        allow_partial=allow_partial_init)
         self.n_pretrained_loaded = weights.loaded
         self.hparams.input_space = input_space or weights.input_space
         if self.hparams.input_space not in INPUT_SPACES:
@@ -314,9 +316,13 @@ def output_size(size: int) -> int:
     return (size - 1) // 2 + 1  # layer2's strided 1×1 conv
 
 
-def load_deeplab(checkpoint: str | os.PathLike, map_location: str = "cpu", **overrides) -> DeepLabV2:
-    """A trained DeepLab-v2 from a Lightning checkpoint (never re-fetches the initial weights)."""
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"segmentation checkpoint {path} does not exist: run stage train_seg first")
-    return DeepLabV2.load_from_checkpoint(path, map_location=map_location, pretrained=None, **overrides)
+def load_deeplab(checkpoint: str | os.PathLike, map_location: str = "cpu", expected: dict | None = None,
+                 **overrides) -> DeepLabV2:
+    """A trained DeepLab-v2 from our Lightning checkpoint (never re-fetches the initial weights), read
+    as data only; its hyper-parameters must match ``expected`` (e.g. the configured ``depth``) and
+    its weights must be finite (:func:`advcam_pl.training.checkpoint.load_trained`)."""
+    from advcam_pl.training.checkpoint import load_trained
+
+    model = load_trained(DeepLabV2, checkpoint, what="segmentation checkpoint", remedy="run stage train_seg first",
+                         expected=expected, configured_by="model.module", pretrained=None, **overrides)
+    return model.to(map_location)

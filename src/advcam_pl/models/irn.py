@@ -109,6 +109,8 @@ class IRN(pl.LightningModule):
         weight_decay, momentum: SGD settings (see the module docstring).
         poly_power, poly_interval: the poly schedule (IRN: 0.9, decayed every step).
         max_steps: poly schedule length; None → the trainer's estimated stepping batches.
+        allow_partial_init: :meth:`init_backbone` accepts weights that fill only some backbone
+            tensors (a warning gives the count); off: an error.
     """
 
     def __init__(
@@ -125,6 +127,7 @@ class IRN(pl.LightningModule):
         poly_power: float = 0.9,
         poly_interval: int = 1,
         max_steps: int | None = None,
+        allow_partial_init: bool = False,
     ):
         super().__init__()
         if dp_width % 64:
@@ -169,7 +172,8 @@ class IRN(pl.LightningModule):
         (every backbone tensor, or it raises)."""
         if pretrained == "__hparams__":
             pretrained = self.hparams.pretrained
-        return load_backbone_weights(self.backbone, pretrained, self.hparams.depth, "IRN").loaded
+        return load_backbone_weights(self.backbone, pretrained, self.hparams.depth, "IRN",
+                                     allow_partial=bool(self.hparams.get("allow_partial_init", False))).loaded
 
     def trainable_parameters(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         return list(self.edge_layers.parameters()), list(self.dp_layers.parameters())

@@ -1,10 +1,12 @@
 """Initial backbone weights for every network: torchvision's ImageNet weights, a local file, or nothing.
 
 :func:`load_backbone_weights` is the one loader (CAM classifier, IRN, DeepLab-v2). It counts the
-tensors it copies and refuses a partial load: a silent ``strict=False`` that loads nothing is a
-known failure of other implementations. A file may hold torchvision names, a Lightning checkpoint
-of our modules (``backbone.*``), or kazuto1011/deeplab-pytorch's Caffe-converted names (the ImageNet
-ResNet-101 that AdvCAM's README links).
+tensors it copies and refuses a partial load unless asked (``allow_partial``: then a warning with
+the count): a silent ``strict=False`` that loads nothing is a known failure of other
+implementations. A file may hold torchvision names, a Lightning checkpoint of our modules
+(``backbone.*``; one made for another ResNet depth is an error naming both), or
+kazuto1011/deeplab-pytorch's Caffe-converted names (the ImageNet ResNet-101 that AdvCAM's README
+links). Files are read as data only (``weights_only=True``): one with a code payload is refused.
 
 Weights come with the input they were trained on (their *input space*):
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,17 +76,27 @@ def imagenet_state_dict(depth: int) -> dict[str, torch.Tensor]:
         ) from err
 
 
-def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """A state dict from a ``.pth`` file or a Lightning checkpoint (its ``state_dict``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} does not exist")
-    obj = torch.load(path, map_location="cpu", weights_only=False)
+def read_weights_file(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """A ``.pth`` state dict or a Lightning checkpoint → ``(state dict, hyper-parameters)`` (``{}``
+    for a plain state dict). Read with ``weights_only=True``: a file holding code is refused with
+    :class:`~advcam_pl.errors.UntrustedFileError`, a truncated one with
+    :class:`~advcam_pl.errors.CorruptFileError`, each naming the file."""
+    from advcam_pl.training.checkpoint import load_checkpoint_file
+
+    obj = load_checkpoint_file(path, "weights file")
+    hparams: dict = {}
     if isinstance(obj, dict) and "state_dict" in obj:
+        hparams = dict(obj.get("hyper_parameters") or {})
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
         raise ValueError(f"{path} holds a {type(obj).__name__}, expected a state dict")
-    return obj
+    return obj, hparams
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A state dict from a ``.pth`` file or a Lightning checkpoint (its ``state_dict``); see
+    :func:`read_weights_file`."""
+    return read_weights_file(path)[0]
 
 
 # -- kazuto1011/deeplab-pytorch's Caffe names ---------------------------------------------------------
@@ -167,9 +180,17 @@ def expected_backbone_tensors(module: nn.Module) -> int:
     return sum(1 for k in module.state_dict() if not k.endswith("num_batches_tracked"))
 
 
-def _file_weights(path: str) -> tuple[dict[str, torch.Tensor], str]:
-    """A weights file's tensors under torchvision names, and the input space they expect."""
-    raw = read_state_dict(path)
+def _file_weights(path: str, depth: int, owner: str) -> tuple[dict[str, torch.Tensor], str]:
+    """A weights file's tensors under torchvision names, and the input space they expect. A
+    checkpoint of one of our modules made for another ResNet depth is an error naming both."""
+    from advcam_pl.errors import ArchitectureMismatchError
+
+    raw, hparams = read_weights_file(path)
+    if "depth" in hparams and int(hparams["depth"]) != int(depth):
+        raise ArchitectureMismatchError(
+            f"{owner}: {path} holds a ResNet-{hparams['depth']} backbone (depth={hparams['depth']} in its "
+            f"hyper-parameters) but this network is configured as ResNet-{depth}; use a checkpoint of the "
+            f"same depth or configure depth={hparams['depth']} (e.g. classifier=resnet50 / irn=resnet50)")
     input_space = "bgr_caffe" if is_caffe_layout(raw) else "rgb_imagenet"
     state = caffe_to_torchvision(raw)
     if any(k.startswith("backbone.") for k in state):  # a Lightning checkpoint of one of our modules
@@ -179,12 +200,14 @@ def _file_weights(path: str) -> tuple[dict[str, torch.Tensor], str]:
 
 def load_backbone_weights(backbone: nn.Module, pretrained: str | os.PathLike | None, depth: int,
                           owner: str = "backbone",
-                          input_spaces: Sequence[str] = ("rgb_imagenet",)) -> LoadedWeights:
+                          input_spaces: Sequence[str] = ("rgb_imagenet",),
+                          allow_partial: bool = False) -> LoadedWeights:
     """Load ``pretrained`` (``"imagenet"``, a file path, or ``None``) into the ResNet ``backbone``.
 
     Logs ``"<owner>: loaded n / m backbone tensors from <source>"`` and raises unless every backbone
-    tensor was filled (names or shapes drifted, or the file is another network's). ``input_spaces``:
-    the inputs the caller can feed; weights that expect another raise a ``ValueError``.
+    tensor was filled (names or shapes drifted, or the file is another network's); with
+    ``allow_partial`` a partial load (at least one tensor) only warns, with the count.
+    ``input_spaces``: the inputs the caller can feed; weights that expect another raise a ``ValueError``.
     """
     expected = expected_backbone_tensors(backbone)
     if pretrained is None or str(pretrained).lower() in ("", "none", "null"):
@@ -194,7 +217,7 @@ def load_backbone_weights(backbone: nn.Module, pretrained: str | os.PathLike | N
         state, source, input_space = imagenet_state_dict(depth), f"torchvision's ImageNet ResNet-{depth}", "rgb_imagenet"
     else:
         source = os.fspath(pretrained)
-        state, input_space = _file_weights(source)
+        state, input_space = _file_weights(source, depth, owner)
     if input_space not in input_spaces:
         raise ValueError(f"{owner}: {source} holds Caffe-converted weights, which expect {input_space} input; "
                          f"this network feeds {' / '.join(input_spaces)}. Use torchvision-layout weights.")
@@ -203,6 +226,13 @@ def load_backbone_weights(backbone: nn.Module, pretrained: str | os.PathLike | N
     log.info("%s (input space %s)", message, input_space)
     if n != expected:
         reason = "no tensor matched by name and shape" if n == 0 else "names or shapes differ"
+        if allow_partial and n > 0:
+            warning = (f"{message}: a PARTIAL initialisation ({expected - n} backbone tensors stay random; "
+                       f"{reason}), allowed by the allow_partial_init switch")
+            log.warning(warning)
+            warnings.warn(warning, stacklevel=2)
+            return LoadedWeights(n, expected, source, input_space)
         raise RuntimeError(f"{message}: the weights do not fit a ResNet-{depth} backbone ({reason}); "
-                           "refusing to start from a partial initialisation")
+                           "refusing to start from a partial initialisation (allow_partial_init=true "
+                           "allows it, with a warning)")
     return LoadedWeights(n, expected, source, input_space)

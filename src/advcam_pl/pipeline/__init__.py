@@ -1,16 +1,19 @@
 """The pipeline as a row of stages, one module each, in the paper's vocabulary.
 
 Each stage module has ``run(cfg) -> dict`` (its metrics; ``"objective"`` is the headline number
-a sweeper optimises) and ``is_done(cfg) -> bool`` (its outputs are complete, so a re-run may skip
-it). Stages talk only through the files named in ``cfg.artifacts``. Every driver (``python -m
-advcam_pl``, ``advcam_pl.demo``, ``pipeline.reproduce``) composes a config and calls
-:func:`run_pipeline`.
+a sweeper optimises) and ``is_done(cfg) -> bool`` (its outputs are complete and were made with this
+config's settings and inputs, so a re-run may skip it). Stages talk only through the files named in
+``cfg.artifacts``. Every driver (``python -m advcam_pl``, ``advcam_pl.demo``,
+``pipeline.reproduce``) composes a config and calls :func:`run_pipeline`, which first checks the
+config (:mod:`advcam_pl.config_checks`), then runs the stages with SIGTERM/SIGINT turned into a
+prompt exit that keeps finished work (:mod:`advcam_pl.signals`).
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import signal
 import time
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -48,10 +51,13 @@ def stage_names(stages: str | Sequence[str]) -> list[str]:
 
 
 def run_stage(name: str, cfg: DictConfig, skip_done: bool | None = None) -> dict:
-    """Run one stage, or skip it when ``skip_done`` and its outputs are complete."""
+    """Run one stage, or skip it when ``skip_done`` and its outputs are complete (never when
+    ``cfg.overwrite`` names it: then it computes its outputs again)."""
+    from advcam_pl.pipeline.provenance import overwrites
+
     module = stage_module(name)
     skip_done = cfg.get("skip_done", True) if skip_done is None else skip_done
-    if skip_done and module.is_done(cfg):
+    if skip_done and not overwrites(cfg, name) and module.is_done(cfg):
         log.info("stage %s: outputs complete, skipped", name)
         return {"skipped": True}
     log.info("stage %s: running", name)
@@ -65,16 +71,47 @@ class StageResult(NamedTuple):
 
 
 def run_pipeline(cfg: DictConfig) -> list[StageResult]:
-    """Run ``cfg.stages`` in order after seeding with ``cfg.seed``; a stage whose outputs are
-    complete is skipped when ``cfg.skip_done``."""
+    """Check the config, then run ``cfg.stages`` in order after seeding with ``cfg.seed``; a stage
+    whose outputs are complete is skipped when ``cfg.skip_done``. SIGTERM/SIGINT stop it with
+    :class:`~advcam_pl.signals.Interrupted` (exit status 128 + signal), finished work kept."""
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    from advcam_pl.config_checks import check_config
     from advcam_pl.pipeline.common import seed_everything
+    from advcam_pl.pipeline.provenance import run_id
+    from advcam_pl.signals import Interrupted, exit_on_signals
 
     names = stage_names(cfg.stages)
+    check_config(cfg)
+    run_id()  # exported before any DDP rank is launched, so the ranks share it
     seed_everything(cfg.get("seed", 0))
-    results = []
-    for name in names:
-        start = time.perf_counter()
-        metrics = run_stage(name, cfg)
-        results.append(StageResult(name, metrics, time.perf_counter() - start))
-        log.info("stage %s: %.1f s", name, results[-1].seconds)
+    results: list[StageResult] = []
+    with exit_on_signals():
+        for name in names:
+            start = time.perf_counter()
+            try:
+                metrics = run_stage(name, cfg)
+            except (Interrupted, SIGTERMException) as stop:
+                stop = stop if isinstance(stop, Interrupted) else Interrupted(signal.SIGTERM)
+                log.warning("stage %s: %s after %.1f s; finished outputs are kept: run the same command to go on",
+                            name, stop, time.perf_counter() - start)
+                raise stop from None
+            results.append(StageResult(name, metrics, time.perf_counter() - start))
+            log.info("stage %s: %.1f s", name, results[-1].seconds)
+    _log_summary(results)
     return results
+
+
+def _log_summary(results: Sequence[StageResult]) -> None:
+    """One line per stage, with the images it left out (``data.skip_bad``)."""
+    lines = []
+    for result in results:
+        state = "skipped (complete)" if result.metrics.get("skipped") else f"{result.seconds:.1f} s"
+        line = f"  {result.stage:<14} {state}"
+        skipped = result.metrics.get("skipped_ids")
+        if skipped:
+            line += f"; {len(skipped)} image(s) left out as unreadable: {', '.join(skipped[:10])}" + \
+                (" ..." if len(skipped) > 10 else "")
+        lines.append(line)
+    if lines:
+        log.info("pipeline summary:\n%s", "\n".join(lines))

@@ -1,8 +1,10 @@
-"""What every stage needs: the data root, loggers and callbacks, a Trainer, metric logging, and the
+"""What every stage needs: the data root, loggers and callbacks, a Trainer, metric logging, the
 rules for "this stage's outputs are complete" (per image: :func:`all_written`, resuming with
-:func:`missing_outputs`; metrics: :func:`is_fresh`).
+:func:`missing_outputs`, which counts a truncated file as missing; metrics: :func:`is_fresh`), and a
+resumable fit (:func:`fit_callbacks` + :func:`advcam_pl.training.checkpoint.fit_resumable`).
 
-Kept small on purpose: a stage composes these, it does not inherit from anything.
+Kept small on purpose: a stage composes these, it does not inherit from anything. What made the
+outputs is :mod:`advcam_pl.pipeline.provenance`; skipped images are :mod:`advcam_pl.pipeline.skipped`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
+
+from advcam_pl.io import file_is_complete
 
 log = logging.getLogger(__name__)
 
@@ -129,13 +133,48 @@ def list_ids(cfg: DictConfig, split: str) -> list[str]:
 
 
 def missing_outputs(folder: str | Path, ids: Sequence[str], suffix: str) -> list[str]:
-    """The ids whose ``folder/<id><suffix>`` does not exist yet (the items a resumed stage still owes)."""
+    """The ids whose ``folder/<id><suffix>`` is missing or incomplete (a truncated archive or PNG,
+    :func:`advcam_pl.io.file_is_complete`): the items a resumed stage still owes."""
     folder = Path(folder)
-    return [i for i in ids if not (folder / f"{i}{suffix}").is_file()]
+    return [i for i in ids if not file_is_complete(folder / f"{i}{suffix}")]
+
+
+def remove_broken_outputs(folder: str | Path, ids: Sequence[str], suffix: str) -> list[str]:
+    """Delete the outputs of ``ids`` that exist but are incomplete (so a writer that never overwrites
+    makes them again); returns their ids, logged with a warning."""
+    folder = Path(folder)
+    broken = [i for i in ids if (folder / f"{i}{suffix}").exists() and not file_is_complete(folder / f"{i}{suffix}")]
+    for image_id in broken:
+        (folder / f"{image_id}{suffix}").unlink(missing_ok=True)
+    if broken:
+        log.warning("%d broken output file(s) in %s will be made again (e.g. %s%s)", len(broken), folder, broken[0],
+                    suffix)
+    return broken
+
+
+def images_to_do(stage: str, reader, out_dir: str | Path, suffix: str, upstream_dir: str | Path,
+                 skip_bad: bool) -> tuple[list[str], dict[str, str]]:
+    """The ids of ``reader``'s list that a per-image stage still owes (output missing or broken),
+    and the images it leaves out: those recorded as skipped in ``upstream_dir`` (the folder it reads)
+    or its own ``out_dir``, and, with ``skip_bad``, those unreadable now. The skipped ones are
+    recorded in ``out_dir`` (:mod:`advcam_pl.pipeline.skipped`) and logged."""
+    from advcam_pl.pipeline.skipped import log_skipped, read_skipped, record_skipped, without_skipped
+
+    skipped = {**read_skipped(upstream_dir), **read_skipped(out_dir)}
+    todo = missing_outputs(out_dir, without_skipped(reader.ids, skipped), suffix)
+    if skip_bad:
+        from advcam_pl.data.datamodules import find_bad_ids
+
+        bad = find_bad_ids(reader, todo)
+        skipped.update(bad)
+        todo = without_skipped(todo, bad)
+    record_skipped(out_dir, skipped)
+    log_skipped(stage, skipped)
+    return todo, skipped
 
 
 def all_written(folder: str | Path, ids: Sequence[str], suffix: str) -> bool:
-    """The skip rule of the per-image stages: ``folder/<id><suffix>`` exists for every id."""
+    """The skip rule of the per-image stages: ``folder/<id><suffix>`` is complete for every id."""
     return Path(folder).is_dir() and not missing_outputs(folder, ids, suffix)
 
 
@@ -154,10 +193,36 @@ def is_fresh(outputs: Sequence[str | Path], inputs: Iterable[str | Path]) -> boo
 
 
 def require_cam_files(cam_dir: str | Path, ids: Sequence[str]) -> None:
-    """Fail early, naming an example, when any of ``ids`` has no CAM file in ``cam_dir``."""
+    """Fail early, naming an example, when any of ``ids`` has no complete CAM file in ``cam_dir``."""
     from advcam_pl.advcam.cam_io import CAM_SUFFIX
 
     missing = missing_outputs(cam_dir, ids, CAM_SUFFIX)
     if missing:
-        raise FileNotFoundError(f"{len(missing)} CAM files missing in {cam_dir} (e.g. {missing[0]}{CAM_SUFFIX}); "
-                                "run make_cam first")
+        raise FileNotFoundError(f"{len(missing)} CAM files missing or incomplete in {cam_dir} (e.g. "
+                                f"{missing[0]}{CAM_SUFFIX}); run make_cam first (it redoes broken files)")
+
+
+# -- a resumable fit ----------------------------------------------------------------------------
+
+
+def fit_callbacks(stage: str, final_ckpt: str | Path, every_n_steps: int = 0) -> list[pl.Callback]:
+    """What every training stage adds to its callbacks: a NaN/inf-loss stop (first, so a diverged
+    step is never saved) and the resumable progress checkpoint of ``final_ckpt`` (every epoch and
+    every ``every_n_steps`` steps; SIGTERM/SIGINT save and stop after the current batch)."""
+    from advcam_pl.training.callbacks import FiniteLossGuard, ProgressCheckpoint
+    from advcam_pl.training.checkpoint import progress_path
+
+    return [FiniteLossGuard(stage), ProgressCheckpoint(progress_path(final_ckpt), int(every_n_steps or 0))]
+
+
+def fit_trainer_overrides(final_ckpt: str | Path) -> dict[str, Any]:
+    """Trainer arguments of a training stage: on SLURM, Lightning's auto-requeue with its requeue
+    checkpoints in a fixed folder beside ``final_ckpt`` (so the requeued job finds them)."""
+    from lightning_fabric.plugins.environments import SLURMEnvironment
+
+    from advcam_pl.training.checkpoint import hpc_dir
+
+    if not SLURMEnvironment.detect():
+        return {}
+    return {"plugins": [SLURMEnvironment(auto_requeue=True)], "default_root_dir": str(hpc_dir(final_ckpt))}
+

@@ -3,7 +3,9 @@
 Reads ``cfg.artifacts.cam_dir/<id>.npz`` and the ground-truth masks of ``cfg.data.eval_list``;
 writes ``cfg.artifacts.cam_metrics`` (best threshold, whole curve, per-class IoU) and logs them.
 With ``cfg.eval_cam.crf`` also the seed + dense CRF at the best threshold (``cfg.irn.crf``,
-``cfg.irn.num_workers`` processes).
+``cfg.irn.num_workers`` processes). Images recorded as skipped in the CAM folder are left out and
+listed (``skipped_ids``). Done while the JSON is newer than the maps and was made from the same CAM
+folder record and settings (otherwise it is computed again).
 """
 
 from __future__ import annotations
@@ -20,8 +22,17 @@ from advcam_pl.data.voc import CLASS_NAMES_BG, VOCReader
 from advcam_pl.evaluation import iou_by_class, iou_from_confusion, per_class_table, sweep_thresholds
 from advcam_pl.io import atomic_save_json
 from advcam_pl.pipeline.common import data_root, is_fresh, log_metrics, stage_loggers
+from advcam_pl.pipeline.provenance import Provenance, folder_identity, settings_of
+from advcam_pl.pipeline.skipped import log_skipped, read_skipped, without_skipped
 
 log = logging.getLogger(__name__)
+
+
+def provenance(cfg: DictConfig) -> Provenance:
+    keys = ["eval_cam", "data.name", "data.eval_list"] + (["irn.crf"] if cfg.eval_cam.get("crf") else [])
+    return Provenance("eval_cam", Path(cfg.artifacts.cam_metrics), settings_of(cfg, keys),
+                      {"cam_dir": folder_identity(cfg.artifacts.cam_dir)}, keep_both="a new cam.name",
+                      policy="replace")
 
 
 def thresholds_from_cfg(cfg: DictConfig) -> list[float]:
@@ -30,10 +41,11 @@ def thresholds_from_cfg(cfg: DictConfig) -> list[float]:
     return [round(t.start + i * t.step, 6) for i in range(n)]
 
 
-def seed_items(reader: VOCReader, cam_dir: Path, with_image: bool = False) -> Iterator[tuple]:
-    """``(high_res, keys, gt)`` per image of the reader's list (``(image, high_res, keys, gt)``
-    with ``with_image``, for the CRF)."""
-    for image_id in reader.ids:
+def seed_items(reader: VOCReader, cam_dir: Path, with_image: bool = False,
+               ids: list[str] | None = None) -> Iterator[tuple]:
+    """``(high_res, keys, gt)`` per image of ``ids`` (default: the reader's list; ``(image, high_res,
+    keys, gt)`` with ``with_image``, for the CRF)."""
+    for image_id in reader.ids if ids is None else ids:
         cam = load_cam(cam_path(cam_dir, image_id))
         arrays = (cam["high_res"], cam["keys"], reader.load_mask(image_id))
         yield (reader.load_image(image_id), *arrays) if with_image else arrays
@@ -42,8 +54,12 @@ def seed_items(reader: VOCReader, cam_dir: Path, with_image: bool = False) -> It
 def run(cfg: DictConfig) -> dict:
     reader = VOCReader(data_root(cfg), cfg.data.eval_list)
     cam_dir = Path(cfg.artifacts.cam_dir)
+    provenance(cfg).begin(cfg)
+    skipped = {i: r for i, r in read_skipped(cam_dir).items() if i in set(reader.ids)}
+    log_skipped("eval_cam", skipped)
+    ids = without_skipped(reader.ids, skipped)
 
-    sweep = sweep_thresholds(seed_items(reader, cam_dir), thresholds_from_cfg(cfg))
+    sweep = sweep_thresholds(seed_items(reader, cam_dir, ids=ids), thresholds_from_cfg(cfg))
     iou = iou_from_confusion(sweep["confusion"])
     metrics = {
         "cam": cfg.cam.name,
@@ -53,13 +69,14 @@ def run(cfg: DictConfig) -> dict:
         "best_threshold": sweep["best_threshold"],
         "curve": {"thresholds": sweep["thresholds"], "miou": sweep["miou"]},
         "per_class_iou": iou_by_class(iou, CLASS_NAMES_BG),
+        "skipped_ids": sorted(skipped),
     }
     if cfg.eval_cam.get("crf"):
         from advcam_pl.refine.crf import crf_seed_confusion
 
         crf_conf = crf_seed_confusion(
-            seed_items(reader, cam_dir, with_image=True), sweep["best_threshold"],
-            num_workers=int(cfg.irn.get("num_workers", 0)), total=len(reader.ids),
+            seed_items(reader, cam_dir, with_image=True, ids=ids), sweep["best_threshold"],
+            num_workers=int(cfg.irn.get("num_workers", 0)), total=len(ids),
             **OmegaConf.to_container(cfg.irn.crf, resolve=True),
         )  # fmt: skip
         crf_iou = iou_from_confusion(crf_conf)
@@ -82,4 +99,5 @@ def run(cfg: DictConfig) -> dict:
 
 
 def is_done(cfg: DictConfig) -> bool:
-    return is_fresh([cfg.artifacts.cam_metrics], Path(cfg.artifacts.cam_dir).glob(f"*{CAM_SUFFIX}"))
+    return is_fresh([cfg.artifacts.cam_metrics], Path(cfg.artifacts.cam_dir).glob(f"*{CAM_SUFFIX}")) and \
+        provenance(cfg).matches()

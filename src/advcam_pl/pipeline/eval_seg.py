@@ -3,8 +3,9 @@ and the VOC evaluation-server export of its test predictions.
 
 Reads ``cfg.artifacts.seg_ckpt``; writes predictions under ``cfg.artifacts.seg_pred_dir`` and
 ``cfg.artifacts.seg_metrics`` (mIoU with and without CRF, per-class IoU, the tables), as laid out in
-:mod:`advcam_pl.pipeline.segmentation_eval`; a re-run skips the images whose PNGs exist, unless the
-checkpoint or the eval settings changed.
+:mod:`advcam_pl.pipeline.segmentation_eval`; a re-run skips the images whose PNGs are complete, unless
+the checkpoint (by content) or the eval settings changed. The checkpoint is read as data only and must
+match ``cfg.model.module`` (depth, classes, ASPP rates) with finite weights.
 
 Protocol (``cfg.model.eval``): logits at ``scales`` (+ mirrored), bilinearly upsampled to the image
 and fused by a pixel-wise max of the logits (DeepLab-v2's MSC test), softmax, then the dense CRF with
@@ -21,6 +22,8 @@ from advcam_pl.pipeline import segmentation_eval
 from advcam_pl.pipeline.report import PAPER
 from advcam_pl.pipeline.segmentation_eval import EvalTarget
 
+ARCHITECTURE = ("depth", "num_classes", "rates")  # DeepLab hyper-parameters that must match cfg.model.module
+
 
 def target(cfg: DictConfig) -> EvalTarget:
     a = cfg.artifacts
@@ -34,9 +37,9 @@ def is_done(cfg: DictConfig) -> bool:
 def run(cfg: DictConfig) -> dict:
     from advcam_pl.models.deeplab_v2 import load_deeplab
 
-    ev = cfg.model.eval
-    model = load_deeplab(cfg.artifacts.seg_ckpt, test_scales=list(ev.scales), test_flip=bool(ev.flip),
-                         test_fuse=str(ev.fuse))
+    ev, module = cfg.model.eval, cfg.model.module
+    model = load_deeplab(cfg.artifacts.seg_ckpt, expected={k: module[k] for k in ARCHITECTURE if k in module},
+                         test_scales=list(ev.scales), test_flip=bool(ev.flip), test_fuse=str(ev.fuse))
     info = {"model": cfg.model.name, "cam": cfg.cam.name, "scales": list(ev.scales), "flip": bool(ev.flip),
             "fuse": str(ev.fuse)}
     return segmentation_eval.evaluate(cfg, target(cfg), model, f"{cfg.cam.name} + {cfg.model.name}", info,

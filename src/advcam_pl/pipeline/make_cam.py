@@ -8,6 +8,13 @@ because finished ids are left out. AdvCAM's knobs are ``cam.climb``, which insta
 :class:`~advcam_pl.advcam.ClimbOptions`. ``cam.analysis=true`` first climbs the images of
 ``cam.analysis_split`` with their GT masks and writes the per-step curves to
 ``<cam_dir>_analysis.json``.
+
+The classifier checkpoint is read as data only and must match ``cfg.classifier.module`` (depth,
+number of classes) with finite weights. The CAM files are recorded as made by this checkpoint (its
+SHA-256) and these ``cfg.cam`` settings (:mod:`advcam_pl.pipeline.provenance`): other settings are
+refused, naming the changed keys. A truncated CAM file is made again; a non-finite map is an error
+naming the image. With ``data.skip_bad``, unreadable images are left out and recorded in
+``cam_dir/skipped.json`` for the later stages.
 """
 
 from __future__ import annotations
@@ -21,10 +28,25 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from advcam_pl.advcam.analysis import ClimbAnalysis
-from advcam_pl.advcam.cam_io import cam_path
+from advcam_pl.advcam.cam_io import CAM_SUFFIX, cam_is_complete, cam_path
 from advcam_pl.advcam.climb import ClimbOptions
 from advcam_pl.advcam.writer import CAMPredictor, CAMWriter, ImagesPerSecondBar
-from advcam_pl.pipeline.common import build_trainer, data_root, list_ids, log_metrics, stage_loggers
+from advcam_pl.pipeline.common import (
+    build_trainer,
+    data_root,
+    list_ids,
+    log_metrics,
+    remove_broken_outputs,
+    stage_loggers,
+)
+from advcam_pl.pipeline.provenance import Provenance, file_identity, settings_of
+from advcam_pl.pipeline.skipped import (
+    forget_skipped,
+    log_skipped,
+    read_skipped,
+    record_skipped,
+    without_skipped,
+)
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +85,31 @@ def _analysis_enabled(cfg: DictConfig) -> bool:
     return enabled
 
 
-def load_classifier(path: str | Path):
-    """The trained ``CAMClassifier`` (on CPU; never fetches ImageNet weights)."""
-    from advcam_pl.models.cam_classifier import CAMClassifier
+# What determines the maps besides the classifier: cfg.cam but its name, the batching, the analysis and
+# the switches that only change speed (same results in fp32).
+IGNORED = ("cam.name", "cam.batch_size", "cam.analysis", "cam.analysis_split", "cam.analysis_thresholds",
+           "cam.analysis_noise_threshold", "cam.climb.impl", "cam.climb.chunk_size", "cam.climb.channels_last",
+           "cam.climb.compile")
+# classifier hyper-parameters that must match cfg.classifier.module (frozen vs trainable BN computes the
+# same maps in eval mode, so norm may differ)
+ARCHITECTURE = ("depth", "num_classes")
 
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"CAM classifier checkpoint {path} not found: run stage train_cam first")
-    return CAMClassifier.load_from_checkpoint(path, map_location="cpu", pretrained=None)
+
+def provenance(cfg: DictConfig) -> Provenance:
+    return Provenance("make_cam", Path(cfg.artifacts.cam_dir), settings_of(cfg, ["cam", "data.name"], IGNORED),
+                      {"cam_ckpt": file_identity(cfg.artifacts.cam_ckpt)}, keep_both="a new cam.name",
+                      patterns=(f"*{CAM_SUFFIX}",), companions=[analysis_path(cfg)])
+
+
+def load_classifier(path: str | Path, expected: dict | None = None):
+    """The trained ``CAMClassifier`` (on CPU; never fetches ImageNet weights), read as data only;
+    its hyper-parameters must match ``expected`` (e.g. ``cfg.classifier.module``'s depth) and its
+    weights must be finite."""
+    from advcam_pl.models.cam_classifier import CAMClassifier
+    from advcam_pl.training.checkpoint import load_trained
+
+    return load_trained(CAMClassifier, path, what="CAM classifier checkpoint", remedy="run stage train_cam first",
+                        expected=expected, configured_by="classifier.module", pretrained=None)
 
 
 def _predict(cfg: DictConfig, loggers, predictor: CAMPredictor, split: str, skip_ids: set[str],
@@ -89,13 +129,29 @@ def _predict(cfg: DictConfig, loggers, predictor: CAMPredictor, split: str, skip
     trainer.strategy.barrier()  # every process has written its shard before anyone counts
 
 
+def _record_skipped(cfg: DictConfig, ids: list[str]) -> dict[str, str]:
+    """Record (replacing the last run's record) the ids that still have no CAM file because
+    ``data.skip_bad`` left them out, with the reason; returns them."""
+    from advcam_pl.data.datamodules import find_bad_ids
+    from advcam_pl.data.voc import VOCReader
+
+    cam_dir = Path(cfg.artifacts.cam_dir)
+    missing = [i for i in ids if not cam_is_complete(cam_path(cam_dir, i))]
+    bad = find_bad_ids(VOCReader(data_root(cfg), cfg.data.infer_list), missing) if missing else {}
+    forget_skipped(cam_dir)
+    return record_skipped(cam_dir, bad)
+
+
 def run(cfg: DictConfig) -> dict:
     cam_dir = Path(cfg.artifacts.cam_dir)
     climb = climb_options(cfg.cam)
     analysis = _analysis_enabled(cfg)
     ids = list_ids(cfg, cfg.data.infer_list)
+    module = cfg.classifier.module
+    model = load_classifier(cfg.artifacts.cam_ckpt, {k: module[k] for k in ARCHITECTURE if k in module})
+    provenance(cfg).begin(cfg)
+    remove_broken_outputs(cam_dir, ids, CAM_SUFFIX)  # a truncated file is made again
     before = sum(cam_path(cam_dir, i).exists() for i in ids)
-    model = load_classifier(cfg.artifacts.cam_ckpt)
     metrics: dict = {}
     start = time.perf_counter()
     with stage_loggers(cfg, "make_cam") as loggers:
@@ -113,6 +169,7 @@ def run(cfg: DictConfig) -> dict:
             _predict(cfg, loggers, predictor, cfg.data.infer_list, done, False)
         seconds = time.perf_counter() - start
         after = sum(cam_path(cam_dir, i).exists() for i in ids)
+        skipped = _record_skipped(cfg, ids) if cfg.data.skip_bad and after < len(ids) else {}
         metrics = {
             "cam": cfg.cam.name,
             "split": cfg.data.infer_list,
@@ -122,6 +179,7 @@ def run(cfg: DictConfig) -> dict:
             "written": after - before,
             "seconds": seconds,
             "images_per_s": (after - before) / seconds if seconds > 0 else 0.0,
+            "skipped_ids": sorted(skipped),
         }
         if analysis and analysis_path(cfg).is_file():
             curves = json.loads(analysis_path(cfg).read_text())
@@ -134,9 +192,9 @@ def run(cfg: DictConfig) -> dict:
              metrics["images_per_s"])
     if after < len(ids):
         message = f"make_cam: only {after} of {len(ids)} CAM files exist in {cam_dir}"
-        if not cfg.data.skip_bad:
+        if not cfg.data.skip_bad or after + len(skipped) < len(ids):
             raise RuntimeError(message)
-        log.warning("%s (unreadable images skipped: data.skip_bad=true)", message)
+        log_skipped("make_cam", skipped)
     return metrics
 
 
@@ -147,4 +205,5 @@ def is_done(cfg: DictConfig) -> bool:
         return False
     if _analysis_enabled(cfg) and not analysis_path(cfg).is_file():
         return False
-    return all(cam_path(cam_dir, i).exists() for i in list_ids(cfg, cfg.data.infer_list))
+    ids = without_skipped(list_ids(cfg, cfg.data.infer_list), read_skipped(cam_dir))
+    return all(cam_is_complete(cam_path(cam_dir, i)) for i in ids) and provenance(cfg).matches()

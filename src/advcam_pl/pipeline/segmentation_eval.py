@@ -8,11 +8,12 @@ One :class:`EvalTarget` names the checkpoint, the outputs and the eval settings;
     val_no_crf/<id>.png                            the same before CRF (only when the CRF is on)
     results/VOC2012/Segmentation/<comp>_test_cls/<id>.png   test predictions, server layout
     results_<comp>_test.tar.gz                     the archive to upload
-    fingerprint.json                               which checkpoint + eval settings made them
+    provenance.json                                which checkpoint (SHA-256) + eval settings made them
 
 and its ``metrics`` JSON (mIoU with and without CRF, per-class IoU, the Table A1 row, the per-class
-table). Every PNG is written atomically; a re-run skips images whose PNGs exist, unless the
-checkpoint or the eval settings changed (then the old predictions are deleted first).
+table). Every PNG is written atomically; a re-run skips images whose PNGs are complete, unless the
+checkpoint or the eval settings changed (then the old predictions are deleted first:
+:mod:`advcam_pl.pipeline.provenance`, policy ``replace``).
 
 The network's ``predict_step`` returns the softmax ``[1, C, H, W]`` of its test-time protocol
 (multi-scale, flip, fusion); :class:`~advcam_pl.training.callbacks.SegmentationWriter` applies the
@@ -21,10 +22,8 @@ dense CRF (``settings.crf``) and writes the argmax.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +36,9 @@ from advcam_pl.data.segmentation import SegmentationDataModule
 from advcam_pl.data.voc import CLASS_NAMES_BG, LIST_DIR, VOCReader, read_mask_file
 from advcam_pl.evaluation import ConfusionMatrix, iou_by_class, per_class_table
 from advcam_pl.evaluation.export import check_submission, make_archive, server_dir, wide_iou_table
-from advcam_pl.io import atomic_save_json
+from advcam_pl.io import atomic_save_json, png_is_complete
 from advcam_pl.pipeline.common import build_trainer, data_root, is_fresh, log_metrics, stage_loggers
+from advcam_pl.pipeline.provenance import Provenance, file_identity, flatten, settings_of
 from advcam_pl.training.callbacks import SegmentationWriter
 
 log = logging.getLogger(__name__)
@@ -84,14 +84,20 @@ def export_ids(cfg: DictConfig, settings: DictConfig, root: Path | None = None) 
     return VOCReader(root, cfg.data.test_list).ids
 
 
-def fingerprint(target: EvalTarget) -> str:
-    """A hash of the checkpoint file (path, size, mtime) and the eval settings."""
-    stat = target.ckpt.stat()
-    settings = OmegaConf.to_container(target.settings, resolve=True)
-    settings.pop("crf_workers", None)
-    key = json.dumps({"ckpt": str(target.ckpt.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-                      "eval": settings}, sort_keys=True)
-    return hashlib.sha1(key.encode()).hexdigest()[:16]
+def provenance(cfg: DictConfig, target: EvalTarget) -> Provenance:
+    """The predictions are the checkpoint's (by content) under the eval settings; an evaluation,
+    so other settings replace them rather than being refused."""
+    settings = {**settings_of(cfg, ["data.name", "data.val_list", "data.test_list"]),
+                **flatten(OmegaConf.to_container(target.settings, resolve=True), "eval", ignore=["eval.crf_workers"])}
+    return Provenance(target.stage, target.pred_dir, settings, {"ckpt": file_identity(target.ckpt)},
+                      keep_both="another prediction folder", policy="replace",
+                      patterns=("val/*.png", "val_no_crf/*.png", "results/**/*.png", "results_*_test.tar.gz"),
+                      companions=[target.metrics])
+
+
+def fingerprint(cfg: DictConfig, target: EvalTarget) -> str:
+    """The digest of the checkpoint's SHA-256 and the eval settings (kept in the metrics JSON)."""
+    return provenance(cfg, target).digest
 
 
 def is_done(cfg: DictConfig, target: EvalTarget) -> bool:
@@ -103,36 +109,22 @@ def is_done(cfg: DictConfig, target: EvalTarget) -> bool:
         metrics = json.loads(target.metrics.read_text())
     except (OSError, ValueError):
         return False
-    if metrics.get("fingerprint") != fingerprint(target):
+    if metrics.get("fingerprint") != fingerprint(cfg, target) or not provenance(cfg, target).matches():
         return False
     ids = export_ids(cfg, target.settings)
     if ids is None:
         return True
     folder = server_dir(target.pred_dir, target.settings.competition)
-    return all((folder / f"{i}.png").is_file() for i in ids)
-
-
-def drop_stale_predictions(target: EvalTarget, current: str) -> None:
-    """Predictions made by another checkpoint or other settings would be skipped on resume: delete them."""
-    out = target.pred_dir
-    marker = out / "fingerprint.json"
-    if marker.is_file() and json.loads(marker.read_text()).get("fingerprint") != current:
-        log.warning("%s: %s holds predictions of another checkpoint or other eval settings; deleting them",
-                    target.stage, out)
-        for name in ("val", "val_no_crf", "results"):
-            shutil.rmtree(out / name, ignore_errors=True)
-        for archive in out.glob("results_*_test.tar.gz"):
-            archive.unlink()
-    atomic_save_json(marker, {"fingerprint": current, "checkpoint": str(target.ckpt)})
+    return all(png_is_complete(folder / f"{i}.png") for i in ids)
 
 
 def predict_split(trainer: pl.Trainer, model: pl.LightningModule, writer: SegmentationWriter, root: Path,
                   split: str, targets: Callable[[str], dict[str, Path]], num_workers: int,
                   skip_bad: bool) -> int:
-    """Predict every id of ``split`` whose target PNGs do not all exist; returns how many."""
+    """Predict every id of ``split`` whose target PNGs are not all complete; returns how many."""
     datamodule = SegmentationDataModule(
         root, val_list=split, num_workers=num_workers, skip_bad=skip_bad, predict_list=split,
-        predict_exclude=lambda i: all(p.is_file() for p in targets(i).values()),
+        predict_exclude=lambda i: all(png_is_complete(p) for p in targets(i).values()),
     )  # fmt: skip
     datamodule.setup("predict")
     todo = len(datamodule.predict_set)
@@ -168,8 +160,9 @@ def evaluate(cfg: DictConfig, target: EvalTarget, model: pl.LightningModule, row
     the paper's val mIoU (%) for the log line."""
     root = data_root(cfg)
     settings = target.settings
-    current = fingerprint(target)
-    drop_stale_predictions(target, current)
+    record = provenance(cfg, target)
+    record.begin(cfg)  # predictions of another checkpoint or other settings are deleted first
+    current = record.digest
     dirs = pred_dirs(target)
     crf = crf_params(settings)
     writer = SegmentationWriter(crf, settings.get("crf_workers", 0))

@@ -7,6 +7,9 @@ checkpoint ``cfg.artifacts.irn_ckpt`` (atomically; its frozen backbone included)
 trained CAM classifier ``cfg.artifacts.cam_ckpt`` (no ImageNet weights offline: tests, demo).
 After training, the mean displacement over ``cfg.data.infer_list`` is stored in the model
 (:class:`~advcam_pl.training.callbacks.MeanShiftCallback`). Extra callbacks: ``cfg.callbacks``.
+A killed fit resumes from ``<irn_ckpt stem>.progress.ckpt`` (every epoch and every
+``irn.train.save_every_n_steps`` steps). Images recorded as skipped in the IR-label folder are left
+out. Done when the checkpoint is complete and was made with this run's settings and inputs.
 """
 
 from __future__ import annotations
@@ -22,19 +25,46 @@ from advcam_pl.models.irn import IRN
 from advcam_pl.pipeline.common import (
     build_trainer,
     data_root,
+    fit_callbacks,
+    fit_trainer_overrides,
     log_metrics,
     seed_everything,
     stage_loggers,
     training_callbacks,
 )
+from advcam_pl.pipeline.provenance import (
+    Provenance,
+    file_identity,
+    folder_identity,
+    list_identity,
+    settings_of,
+)
+from advcam_pl.pipeline.skipped import log_skipped, read_skipped
 from advcam_pl.training.callbacks import MeanShiftCallback
-from advcam_pl.training.checkpoint import save_checkpoint_atomic
+from advcam_pl.training.checkpoint import checkpoint_is_complete, fit_resumable, hpc_dir, progress_path
 
 log = logging.getLogger(__name__)
 
+# What determines the IRN weights.
+SETTINGS = ("irn.module", "irn.train", "irn.init_from_cam", "seed", "data.name", "data.train_list",
+            "data.infer_list", "trainer.precision")
+IGNORED = ("irn.train.num_workers", "irn.train.save_every_n_steps")
+
+
+def provenance(cfg: DictConfig) -> Provenance:
+    ckpt = Path(cfg.artifacts.irn_ckpt)
+    inputs = {"ir_label_dir": folder_identity(cfg.artifacts.ir_label_dir),
+              "train_list": list_identity(cfg.data.root, cfg.data.train_list)}
+    source = cfg.artifacts.cam_ckpt if cfg.irn.get("init_from_cam", False) else cfg.irn.module.get("pretrained")
+    if source and Path(str(source)).suffix:
+        inputs["backbone"] = file_identity(source)
+    return Provenance("train_irn", ckpt, settings_of(cfg, SETTINGS, IGNORED), inputs,
+                      keep_both="a new cam.name (or another artifacts.irn_ckpt=...)",
+                      companions=[progress_path(ckpt), hpc_dir(ckpt)])
+
 
 def is_done(cfg: DictConfig) -> bool:
-    return Path(cfg.artifacts.irn_ckpt).is_file()
+    return checkpoint_is_complete(cfg.artifacts.irn_ckpt) and provenance(cfg).matches()
 
 
 def backbone_source(cfg: DictConfig) -> str | None:
@@ -49,6 +79,9 @@ def backbone_source(cfg: DictConfig) -> str | None:
 def run(cfg: DictConfig) -> dict:
     seed_everything(cfg.get("seed", 0))
     root = data_root(cfg)
+    provenance(cfg).begin(cfg)
+    skipped = read_skipped(cfg.artifacts.ir_label_dir)
+    log_skipped("train_irn", skipped)
     train = cfg.irn.train
     model: IRN = hydra.utils.instantiate(cfg.irn.module)
     n_loaded = model.init_backbone(backbone_source(cfg))
@@ -64,17 +97,19 @@ def run(cfg: DictConfig) -> dict:
         num_workers=train.get("num_workers", cfg.data.num_workers),
         infer_split=cfg.data.infer_list,
         mean_shift_images=train.get("mean_shift_images"),
+        skip_ids=skipped,
     )
     ckpt = Path(cfg.artifacts.irn_ckpt)
     with stage_loggers(cfg, "train_irn") as loggers:
-        callbacks = [MeanShiftCallback(), *training_callbacks(cfg, loggers)]
+        callbacks = [*fit_callbacks("train_irn", ckpt, train.get("save_every_n_steps", 0)), MeanShiftCallback(),
+                     *training_callbacks(cfg, loggers)]
         trainer = build_trainer(cfg, loggers, callbacks, max_epochs=int(train.max_epochs),
-                                max_steps=int(train.get("max_steps") or -1))
-        trainer.fit(model, datamodule=datamodule)
-        save_checkpoint_atomic(trainer, ckpt)
+                                max_steps=int(train.get("max_steps") or -1), **fit_trainer_overrides(ckpt))
+        fit_resumable(trainer, model, datamodule, ckpt, weights_only=False)
         metrics = {k.split("/", 1)[1]: float(v) for k, v in trainer.callback_metrics.items()
                    if k.startswith("train/")}
-        metrics.update(steps=int(trainer.global_step), backbone_tensors_loaded=int(n_loaded))
+        metrics.update(steps=int(trainer.global_step), backbone_tensors_loaded=int(n_loaded),
+                       skipped_ids=sorted(skipped))
         log_metrics(loggers, {f"irn/{k}": v for k, v in metrics.items()})
     if "loss" in metrics:
         metrics["objective"] = metrics["loss"]

@@ -7,9 +7,10 @@ labelled_list`` with the weak chain's masks: ``semi.weak_labels=sem_seg`` reads
 is an error naming the id and the folder, unless ``data.skip_bad``). Trains ``semi.train.epochs``
 passes over the weak list, validating on ``data.val_list`` (full images, single scale) every
 ``semi.train.val_every_n_epochs`` epochs; writes ``cfg.artifacts.semi_ckpt`` (atomically, at the
-end). A killed run resumes from ``<semi_ckpt stem>.progress.ckpt``, written every
+end). A killed run resumes from ``<semi_ckpt stem>.progress.ckpt``, written every epoch and every
 ``semi.train.save_every_n_steps`` steps (:func:`~advcam_pl.training.checkpoint.fit_resumable`).
-Extra callbacks: ``cfg.callbacks``.
+Extra callbacks: ``cfg.callbacks``. Weak images recorded as skipped in the weak-label folder are left
+out. Done when the checkpoint is complete and was made with this run's settings and weak labels.
 """
 
 from __future__ import annotations
@@ -23,27 +24,60 @@ from omegaconf import DictConfig
 from advcam_pl.pipeline.common import (
     build_trainer,
     data_root,
+    fit_callbacks,
     fit_metrics,
+    fit_trainer_overrides,
     log_metrics,
     stage_loggers,
     training_callbacks,
 )
-from advcam_pl.training.callbacks import progress_callbacks
-from advcam_pl.training.checkpoint import fit_resumable
+from advcam_pl.pipeline.provenance import (
+    Provenance,
+    file_identity,
+    folder_identity,
+    list_identity,
+    settings_of,
+)
+from advcam_pl.pipeline.skipped import log_skipped, read_skipped
+from advcam_pl.training.checkpoint import checkpoint_is_complete, fit_resumable, hpc_dir, progress_path
 
 log = logging.getLogger(__name__)
 
+# What determines CCT's weights (test_* and eval are evaluation settings; workers and checkpoints are not).
+SETTINGS = ("semi.module", "semi.data", "semi.train", "semi.weak_labels", "seed", "data.name", "trainer.precision")
+IGNORED = ("semi.module.test_scales", "semi.module.test_flip", "semi.module.test_average", "semi.data.root",
+           "semi.data.num_workers", "semi.data.weak_label_dir", "semi.train.save_every_n_steps",
+           "semi.train.val_every_n_epochs", "semi.train.val_batches")
+
+
+def provenance(cfg: DictConfig) -> Provenance:
+    ckpt, data = Path(cfg.artifacts.semi_ckpt), cfg.semi.data
+    weak_dir = data.get("weak_label_dir")
+    inputs = {"weak_labels": folder_identity(weak_dir) if weak_dir else "none",
+              "labelled_list": list_identity(cfg.data.root, data.labelled_list),
+              "weak_pool_list": list_identity(cfg.data.root, data.weak_pool_list)}
+    pretrained = cfg.semi.module.get("pretrained")
+    if pretrained and Path(str(pretrained)).suffix:
+        inputs["pretrained"] = file_identity(pretrained)
+    return Provenance("train_semi", ckpt, settings_of(cfg, SETTINGS, IGNORED), inputs,
+                      keep_both="a new semi.name or cam.name (or another artifacts.semi_ckpt=...)",
+                      companions=[progress_path(ckpt), hpc_dir(ckpt)])
+
 
 def is_done(cfg: DictConfig) -> bool:
-    return Path(cfg.artifacts.semi_ckpt).is_file()
+    return checkpoint_is_complete(cfg.artifacts.semi_ckpt) and provenance(cfg).matches()
 
 
 def run(cfg: DictConfig) -> dict:
     semi, tr = cfg.semi, cfg.semi.train
     ckpt = Path(cfg.artifacts.semi_ckpt)
-    datamodule = hydra.utils.instantiate(semi.data, root=data_root(cfg), _convert_="all")
+    root = data_root(cfg)
+    provenance(cfg).begin(cfg)
+    skipped = read_skipped(semi.data.get("weak_label_dir"))
+    log_skipped("train_semi", skipped)
+    datamodule = hydra.utils.instantiate(semi.data, root=root, skip_ids=sorted(skipped), _convert_="all")
     model = hydra.utils.instantiate(semi.module, _convert_="all")
-    callbacks = progress_callbacks(ckpt, tr.get("save_every_n_steps", 0))
+    callbacks = fit_callbacks("train_semi", ckpt, tr.get("save_every_n_steps", 0))
     val_batches = tr.get("val_batches")
     with stage_loggers(cfg, "train_semi") as loggers:
         callbacks += training_callbacks(cfg, loggers)
@@ -53,6 +87,7 @@ def run(cfg: DictConfig) -> dict:
             check_val_every_n_epoch=tr.val_every_n_epochs,
             limit_val_batches=1.0 if val_batches is None else int(val_batches),
             num_sanity_val_steps=0,
+            **fit_trainer_overrides(ckpt),
         )  # fmt: skip
         log.info("train_semi: %s (ResNet-%d, %d auxiliary decoders), weak labels %s from %s, %d epochs",
                  semi.name, semi.module.depth, len(model.net.aux_decoders), semi.weak_labels,
@@ -60,7 +95,8 @@ def run(cfg: DictConfig) -> dict:
         fit_resumable(trainer, model, datamodule, ckpt)
         metrics = {**fit_metrics(trainer), "epochs": int(trainer.current_epoch),
                    "num_labelled_images": len(datamodule.labelled_set), "num_weak_images": len(datamodule.weak_set),
-                   "weak_labels": str(semi.weak_labels), "backbone": model.net.encoder.weights_source}  # fmt: skip
+                   "weak_labels": str(semi.weak_labels), "backbone": model.net.encoder.weights_source,
+                   "skipped_ids": sorted(skipped)}  # fmt: skip
         log_metrics(loggers, {f"train_semi/{k}": v for k, v in metrics.items()}, step=trainer.global_step)
     metrics["objective"] = metrics["train_loss"]  # the only number a training stage has (lower is better)
     log.info("train_semi: wrote %s (final loss %.4f)", ckpt, metrics["train_loss"])

@@ -40,9 +40,11 @@ CRF_DEFAULTS: dict[str, float] = {
 }
 
 
-def _densecrf():
+def require_densecrf():
+    """``pydensecrf.densecrf`` (and its ``utils``), or an ImportError that says how to install it."""
     try:
         import pydensecrf.densecrf as dcrf
+        import pydensecrf.utils  # noqa: F401  (the unary helpers)
     except ImportError as err:
         raise ImportError(
             "the dense CRF needs pydensecrf: `pip install pydensecrf2` (prebuilt wheels of "
@@ -54,7 +56,7 @@ def _densecrf():
 def _crf(img: np.ndarray, unary: np.ndarray, n_labels: int, t: int, gaussian_sxy: float, gaussian_compat: float,
          bilateral_sxy: float, bilateral_srgb: float, bilateral_compat: float) -> np.ndarray:
     """Mean-field inference; returns the marginals ``[n_labels, H, W]`` float32."""
-    dcrf = _densecrf()
+    dcrf = require_densecrf()
     height, width = img.shape[:2]
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"expected an RGB uint8 [H, W, 3] image, got {img.dtype} {img.shape}")
@@ -93,9 +95,9 @@ def crf_inference_label(
         raise ValueError(f"labels {labels.shape} do not match the image {img.shape[:2]}")
     if n_labels < 2:  # nothing to decide (and pydensecrf's unary would divide by n_labels - 1 = 0)
         return np.zeros(labels.shape, dtype=np.int64)
+    require_densecrf()
     from pydensecrf.utils import unary_from_labels
 
-    _densecrf()
     unary = unary_from_labels(labels.astype(np.int64), n_labels, gt_prob=gt_prob, zero_unsure=False)
     q = _crf(img, unary, n_labels, t, gaussian_sxy, gaussian_compat, bilateral_sxy, bilateral_srgb,
              bilateral_compat)
@@ -121,9 +123,9 @@ def crf_inference_prob(
     probs = np.asarray(probs, dtype=np.float32)
     if probs.ndim != 3 or probs.shape[1:] != img.shape[:2]:
         raise ValueError(f"probabilities {probs.shape} do not match the image {img.shape[:2]}")
+    require_densecrf()
     from pydensecrf.utils import unary_from_softmax
 
-    _densecrf()
     unary = unary_from_softmax(probs, scale=scale, clip=clip)
     return _crf(img, unary, probs.shape[0], t, gaussian_sxy, gaussian_compat, bilateral_sxy, bilateral_srgb,
                 bilateral_compat)

@@ -1,8 +1,10 @@
 """The Lightning callbacks of the stages, in one place.
 
 - :class:`MeanShiftCallback` (train_irn): IRN's displacement mean after training;
-- :class:`ProgressCheckpoint` (train_seg, train_semi): a full checkpoint every n steps, to resume a killed run;
-- :class:`SegmentationWriter` (eval_seg, eval_semi): softmax predictions → palette PNGs, with the dense CRF in
+- :class:`ProgressCheckpoint` (every training stage): a full checkpoint every epoch and every n steps, to
+  resume a killed or preempted fit; it also saves and stops after the current batch on SIGTERM/SIGINT;
+- :class:`FiniteLossGuard` (every training stage): a NaN or infinite loss stops the fit, naming the step;
+- :class:`SegmentationWriter` (eval_seg): softmax predictions → palette PNGs, with the dense CRF in
   worker processes (the segmentation counterpart of :class:`advcam_pl.advcam.writer.CAMWriter`).
 
 User-chosen callbacks of the training stages come from the ``callbacks`` config group
@@ -21,7 +23,9 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import BasePredictionWriter
 
-from advcam_pl.training.checkpoint import progress_path, save_checkpoint_atomic
+from advcam_pl import signals
+from advcam_pl.errors import NonFiniteError
+from advcam_pl.training.checkpoint import save_checkpoint_atomic
 
 log = logging.getLogger(__name__)
 
@@ -48,27 +52,88 @@ class MeanShiftCallback(pl.Callback):
         log.info("mean displacement %s over %d batches", stats[:2].tolist(), int(stats[2]))
 
 
-class ProgressCheckpoint(pl.Callback):
-    """Every ``every_n_steps`` optimiser steps (before the last), a full checkpoint (optimiser and
-    schedule included) at ``path``, written atomically; ``trainer.fit(ckpt_path=path)`` resumes
-    (:func:`~advcam_pl.training.checkpoint.fit_resumable`). Works for fits bounded by steps or by
-    epochs; a resume mid-epoch draws the rest of that epoch's batches afresh."""
+def _training_ends_at(trainer: pl.Trainer, step: int) -> bool:
+    """Whether ``step`` is the fit's last optimiser step (bounded by steps or by epochs)."""
+    return step >= trainer.estimated_stepping_batches
 
-    def __init__(self, path: str | os.PathLike, every_n_steps: int):
-        self.path, self.every_n_steps, self._last_step = Path(path), int(every_n_steps), -1
+
+def _last_batch_of_epoch(trainer: pl.Trainer) -> bool:
+    return bool(trainer.fit_loop.epoch_loop.batch_progress.is_last_batch)
+
+
+class ProgressCheckpoint(pl.Callback):
+    """A full checkpoint (model, optimiser, schedule, loop state) at ``path``, written atomically:
+    every ``every_n_steps`` optimiser steps (0: never) and at the end of every epoch, but not when
+    the fit is about to end (the stage writes its final checkpoint then). ``trainer.fit(ckpt_path=path)``
+    resumes and ends with the same number of optimiser steps as an uninterrupted fit.
+
+    The last batch of an epoch is saved at the epoch's end, never right after the batch: Lightning
+    (2.6) restores a checkpoint taken between the two, but the epoch count of a fit resumed from it
+    lags by one, so a second interruption would add an epoch.
+
+    While the fit runs, SIGTERM/SIGINT are deferred (:mod:`advcam_pl.signals`): the current batch
+    finishes (on the last batch, the epoch), the checkpoint is saved, then
+    :class:`~advcam_pl.signals.Interrupted` stops the fit.
+    """
+
+    def __init__(self, path: str | os.PathLike, every_n_steps: int = 0, every_epoch: bool = True):
+        self.path, self.every_n_steps, self.every_epoch = Path(path), int(every_n_steps), bool(every_epoch)
+        self._last_step = -1
+
+    def _save(self, trainer: pl.Trainer) -> None:
+        self._last_step = trainer.global_step
+        save_checkpoint_atomic(trainer, self.path)
+
+    def _stop_if_signalled(self, trainer: pl.Trainer) -> None:
+        if signals.pending() is None:
+            return
+        if trainer.global_step != self._last_step:
+            self._save(trainer)
+        log.warning("fit stopped at step %d by a signal; %s resumes it", trainer.global_step, self.path)
+        signals.raise_if_pending()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        signals.defer()
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        if _last_batch_of_epoch(trainer):
+            return  # saved (and stopped, after a signal) at the epoch's end
+        self._stop_if_signalled(trainer)
         step = trainer.global_step
-        if (step and step != self._last_step and step % self.every_n_steps == 0
-                and step < trainer.estimated_stepping_batches):
-            self._last_step = step
-            save_checkpoint_atomic(trainer, self.path)
+        if (self.every_n_steps and step and step != self._last_step and step % self.every_n_steps == 0
+                and not _training_ends_at(trainer, step)):
+            self._save(trainer)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._stop_if_signalled(trainer)
+        if (self.every_epoch and trainer.global_step != self._last_step
+                and not _training_ends_at(trainer, trainer.global_step)):
+            self._save(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        signals.undefer()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        signals.undefer()
 
 
-def progress_callbacks(ckpt: str | os.PathLike, every_n_steps: int) -> list[pl.Callback]:
-    """A training stage's :class:`ProgressCheckpoint` for its final checkpoint ``ckpt`` (at
-    :func:`~advcam_pl.training.checkpoint.progress_path`), or none when ``every_n_steps`` is 0."""
-    return [ProgressCheckpoint(progress_path(ckpt), every_n_steps)] if every_n_steps else []
+class FiniteLossGuard(pl.Callback):
+    """Stop the fit with :class:`~advcam_pl.errors.NonFiniteError` when a training step's loss is NaN
+    or infinite, naming the stage, optimiser step, epoch and batch (a diverged fit would otherwise
+    end "successfully" and poison every later stage)."""
+
+    def __init__(self, stage: str = "fit"):
+        self.stage = stage
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
+                           batch_idx: int) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor) and not torch.isfinite(loss.detach()).all():
+            raise NonFiniteError(
+                f"{self.stage}: the training loss is {loss.detach().float().mean().item()} at optimiser step "
+                f"{trainer.global_step} (epoch {trainer.current_epoch}, batch {batch_idx}): the fit diverged; "
+                "lower the learning rate or check the inputs of that batch"
+            )
 
 
 class SegmentationWriter(BasePredictionWriter):

@@ -42,7 +42,6 @@ import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
@@ -251,10 +250,14 @@ class CCT(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": poly_schedule(optimizer, schedule_length(self), hp.poly_power)}
 
 
-def load_cct(checkpoint: str | os.PathLike, map_location: str = "cpu", **overrides) -> CCT:
-    """A trained CCT from a Lightning checkpoint (never re-fetches the initial weights); ``overrides``
-    replace hyper-parameters, e.g. the test-time ``test_scales``."""
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"CCT checkpoint {path} does not exist: run stage train_semi first")
-    return CCT.load_from_checkpoint(path, map_location=map_location, pretrained=None, **overrides)
+def load_cct(checkpoint: str | os.PathLike, map_location: str = "cpu", expected: dict | None = None,
+             **overrides) -> CCT:
+    """A trained CCT from our Lightning checkpoint (never re-fetches the initial weights), read as data
+    only; its hyper-parameters must match ``expected`` (e.g. the configured ``depth``) and its weights
+    must be finite (:func:`advcam_pl.training.checkpoint.load_trained`). ``overrides`` replace
+    hyper-parameters, e.g. the test-time ``test_scales``."""
+    from advcam_pl.training.checkpoint import load_trained
+
+    model = load_trained(CCT, checkpoint, what="CCT checkpoint", remedy="run stage train_semi first",
+                         expected=expected, configured_by="semi.module", pretrained=None, **overrides)
+    return model.to(map_location)
