@@ -6,6 +6,7 @@
     results = adv_climb_batch(model, images, classes_per_image, ClimbOptions(steps=10))  # many at once
 """
 
+from advcam_pl.advcam.adapters import NonLinearHeadError, as_cam_model
 from advcam_pl.advcam.aggregate import aggregate_scales, max_normalise, strided_size, strided_up_size
 from advcam_pl.advcam.cam import compute_cam
 from advcam_pl.advcam.cam_io import cam_path, load_cam, save_cam
@@ -14,11 +15,13 @@ from advcam_pl.advcam.result import AdvCAMResult, Trajectory
 
 __all__ = [
     "AdvCAMResult",
+    "NonLinearHeadError",
     "ClimbOptions",
     "Trajectory",
     "adv_climb",
     "adv_climb_batch",
     "aggregate_scales",
+    "as_cam_model",
     "cam_path",
     "compute_cam",
     "load_cam",
