@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from advcam_pl.pipeline import resolve_auto, run_stage, train_seg
+from advcam_pl.errors import StaleOutputsError
+from advcam_pl.pipeline import make_ir_label, make_sem_seg, resolve_auto, run_stage, train_seg
 from advcam_pl.refine import auto_settings as rules
 from tests.pipeline.test_refine_stages import OVERRIDES, fake_cam_checkpoint, fake_cams
 
@@ -73,6 +74,13 @@ def test_stages_use_and_record_the_resolved_values(compose_cfg, synthetic_root):
     assert ckpt["hyper_parameters"]["radius"] == rules.MIN_IRN_RADIUS
     metrics = run_stage("make_sem_seg", cfg)
     assert metrics["exp_times"] == 2 and metrics["bg_threshold"] == pytest.approx(rules.walk_background(best))
+    assert make_ir_label.is_done(cfg) and make_sem_seg.is_done(cfg)
+
+    # Labels and masks record the values, not `auto`: a seed evaluation that moves them makes both stale.
+    write_best_threshold(cfg, 0.8 * best)
+    assert not make_ir_label.is_done(cfg) and not make_sem_seg.is_done(cfg)
+    with pytest.raises(StaleOutputsError, match="irn.ir_label.fg_threshold"):
+        run_stage("make_ir_label", cfg)
 
 
 SEG = ("data=synthetic", "model=deeplab_v2_tiny", "trainer=cpu", "logger=none", "model.train.label_dir=gt",

@@ -14,12 +14,18 @@ import logging
 from functools import lru_cache
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from advcam_pl.pipeline.common import data_root, list_ids
 from advcam_pl.refine import auto_settings as rules
 
 log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=64)
+def _log_once(message: str) -> None:
+    """Stages resolve on every skip check and run: say each resolved value once per process."""
+    log.info(message)
 
 
 def best_seed_threshold(cfg: DictConfig) -> float:
@@ -59,8 +65,8 @@ def ir_label_thresholds(cfg: DictConfig) -> tuple[float, float]:
         auto_fg, auto_bg = rules.ir_label_thresholds(best)
         fg = auto_fg if rules.is_auto(fg) else fg
         bg = auto_bg if rules.is_auto(bg) else bg
-        log.info("IR-label thresholds: fg %.3f, bg %.3f (auto from the seed's best threshold %.2f in %s)",
-                 float(fg), float(bg), best, cfg.artifacts.cam_metrics)
+        _log_once(f"IR-label thresholds: fg {float(fg):.3f}, bg {float(bg):.3f} (auto from the seed's best "
+                  f"threshold {best:.2f} in {cfg.artifacts.cam_metrics})")
     return float(fg), float(bg)
 
 
@@ -71,13 +77,13 @@ def random_walk_settings(cfg: DictConfig) -> dict:
     if rules.is_auto(bg):
         best = best_seed_threshold(cfg)
         bg = rules.walk_background(best)
-        log.info("random walk: background %.3f (auto from the seed's best threshold %.2f in %s)",
-                 bg, best, cfg.artifacts.cam_metrics)
+        _log_once(f"random walk: background {bg:.3f} (auto from the seed's best threshold {best:.2f} in "
+                  f"{cfg.artifacts.cam_metrics})")
     if rules.is_auto(exp_times):
         grid = dataset_grid(cfg)
         exp_times = rules.walk_exp_times(grid)
-        log.info("random walk: exp_times %d = %d steps (auto from the median stride-4 grid %gx%g of %s)",
-                 exp_times, 2**exp_times, *grid, cfg.data.infer_list)
+        _log_once(f"random walk: exp_times {exp_times} = {2**exp_times} steps (auto from the median stride-4 "
+                  f"grid {grid[0]:g}x{grid[1]:g} of {cfg.data.infer_list})")
     return dict(radius=int(rw.radius), beta=float(rw.beta), exp_times=int(exp_times), bg_threshold=float(bg),
                 cam_power=float(rw.cam_power), method=str(rw.get("method", "sparse")))
 
@@ -88,6 +94,24 @@ def irn_radius(cfg: DictConfig) -> int:
     if rules.is_auto(radius):
         grid = dataset_grid(cfg)
         radius = rules.irn_radius(grid)
-        log.info("IRN pair radius %d (auto from the median stride-4 grid %gx%g of %s)", radius, *grid,
-                 cfg.data.infer_list)
+        _log_once(f"IRN pair radius {radius} (auto from the median stride-4 grid {grid[0]:g}x{grid[1]:g} of "
+                  f"{cfg.data.infer_list})")
     return int(radius)
+
+
+RESOLVERS = {
+    "irn.ir_label.fg_threshold": lambda cfg: ir_label_thresholds(cfg)[0],
+    "irn.ir_label.bg_threshold": lambda cfg: ir_label_thresholds(cfg)[1],
+    "irn.random_walk.sem_seg_bg_threshold": lambda cfg: random_walk_settings(cfg)["bg_threshold"],
+    "irn.random_walk.exp_times": lambda cfg: random_walk_settings(cfg)["exp_times"],
+    "irn.module.radius": irn_radius,
+}
+
+
+def resolved_settings(cfg: DictConfig, prefixes: tuple[str, ...]) -> dict[str, float]:
+    """``{dotted key: resolved value}`` of the ``auto`` settings under ``prefixes`` (a stage's
+    provenance settings), so that a new seed evaluation or new images that change a value make the
+    outputs made with the old value stale."""
+    return {key: float(resolve(cfg)) for key, resolve in RESOLVERS.items()
+            if any(key == p or key.startswith(p + ".") for p in prefixes)
+            and rules.is_auto(OmegaConf.select(cfg, key, default=None))}

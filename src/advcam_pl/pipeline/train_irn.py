@@ -78,13 +78,14 @@ def backbone_source(cfg: DictConfig) -> str | None:
 def run(cfg: DictConfig) -> dict:
     seed_everything(cfg.get("seed", 0))
     root = data_root(cfg)
+    source, radius = backbone_source(cfg), irn_radius(cfg)  # their errors before any record is written
     provenance(cfg).begin(cfg)
     skipped = read_skipped(cfg.artifacts.ir_label_dir)
     log_skipped("train_irn", skipped)
     train = cfg.irn.train
-    model: IRN = hydra.utils.instantiate(cfg.irn.module, radius=irn_radius(cfg))
-    n_loaded = model.init_backbone(backbone_source(cfg))
-    log.info("train_irn: backbone %s, %d tensors loaded", backbone_source(cfg), n_loaded)
+    model: IRN = hydra.utils.instantiate(cfg.irn.module, radius=radius)
+    n_loaded = model.init_backbone(source)
+    log.info("train_irn: backbone %s, %d tensors loaded", source, n_loaded)
     datamodule = AffinityDataModule(
         root,
         cfg.data.train_list,

@@ -94,12 +94,13 @@ def run(cfg: DictConfig) -> dict:
     tr = cfg.model.train
     ckpt = Path(cfg.artifacts.seg_ckpt)
     data_root(cfg)
+    pretrained = backbone_source(cfg, "model")  # its error before any record is written
     provenance(cfg).begin(cfg)
     skipped = label_skipped(cfg)
     log_skipped("train_seg", skipped)
     datamodule = datamodule_from_cfg(cfg, skipped)
     model = hydra.utils.instantiate(cfg.model.module, _convert_="all", max_steps=tr.max_steps,
-                                    pretrained=backbone_source(cfg, "model"))
+                                    pretrained=pretrained)
     callbacks = fit_callbacks("train_seg", ckpt, tr.get("save_every_n_steps", 0))
     val_batches = int(tr.get("val_batches", 0) or 0)
     with stage_loggers(cfg, "train_seg") as loggers:
