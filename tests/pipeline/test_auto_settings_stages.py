@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.pipeline.test_refine_stages import OVERRIDES, fake_cam_checkpoint, fake_cams
 
 from advcam_pl.errors import StaleOutputsError
 from advcam_pl.pipeline import make_ir_label, make_sem_seg, resolve_auto, run_stage, train_seg
 from advcam_pl.refine import auto_settings as rules
-from tests.pipeline.test_refine_stages import OVERRIDES, fake_cam_checkpoint, fake_cams
 
 AUTO = ("irn.ir_label.fg_threshold=auto", "irn.ir_label.bg_threshold=auto", "irn.random_walk.sem_seg_bg_threshold=auto",
         "irn.random_walk.exp_times=auto", "irn.module.radius=auto")

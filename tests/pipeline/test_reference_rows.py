@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tests.pipeline.test_refine_stages import OVERRIDES, fake_cams
 
 from advcam_pl.advcam.cam_io import cam_path, load_cam
 from advcam_pl.data.voc import VOCReader
@@ -14,7 +15,6 @@ from advcam_pl.evaluation import ConfusionMatrix
 from advcam_pl.pipeline import eval_walk_ceiling, run_stage
 from advcam_pl.pipeline.reference_rows import all_background_miou, gt_seg_overrides, reference_table_rows
 from advcam_pl.refine.random_walk import sem_seg_labels
-from tests.pipeline.test_refine_stages import OVERRIDES, fake_cams
 
 
 def walk_without_boundaries(cfg, settings) -> float:

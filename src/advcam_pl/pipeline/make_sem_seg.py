@@ -37,8 +37,8 @@ from advcam_pl.pipeline.common import (
     stage_loggers,
 )
 from advcam_pl.pipeline.provenance import Provenance, file_identity, folder_identity, settings_of
-from advcam_pl.pipeline.skipped import read_skipped, without_skipped
 from advcam_pl.pipeline.resolve_auto import random_walk_settings, resolved_settings
+from advcam_pl.pipeline.skipped import read_skipped, without_skipped
 from advcam_pl.refine.random_walk import sem_seg_labels
 from advcam_pl.training.checkpoint import load_trained
 
