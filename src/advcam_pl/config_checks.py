@@ -72,6 +72,11 @@ def numbers(low: float = 0.0, low_open: bool = True) -> Rule:
                 and all(item.accepts(x) for x in v), f"a non-empty list of numbers {'>' if low_open else '>='} {low:g}")
 
 
+def or_auto(rule: Rule) -> Rule:
+    """``rule`` or the string ``auto`` (derived per run: :mod:`advcam_pl.pipeline.resolve_auto`)."""
+    return Rule(lambda v: v == "auto" or rule.accepts(v), f"{rule.expected} or 'auto'")
+
+
 BOOL = choice(True, False)
 COUNT = number(0, integer=True)
 POSITIVE_INT = number(1, integer=True)
@@ -127,12 +132,13 @@ RULES: dict[str, Rule] = {
     # IRN
     "irn.num_workers": COUNT,
     "irn.init_from_cam": BOOL,
-    "irn.ir_label.fg_threshold": FRACTION,
-    "irn.ir_label.bg_threshold": FRACTION,
+    "irn.ir_label.fg_threshold": or_auto(FRACTION),
+    "irn.ir_label.bg_threshold": or_auto(FRACTION),
     "irn.crf.t": POSITIVE_INT,
     "irn.crf.gt_prob": number(0, 1, low_open=True),
     "irn.module.depth": DEPTH,
     "irn.module.lr": RATE,
+    "irn.module.radius": or_auto(number(2, integer=True)),
     "irn.module.allow_partial_init": BOOL,
     "irn.train.crop_size": POSITIVE_INT,
     "irn.train.batch_size": POSITIVE_INT,
@@ -141,9 +147,9 @@ RULES: dict[str, Rule] = {
     "irn.train.save_every_n_steps": COUNT,
     "irn.random_walk.radius": POSITIVE_INT,
     "irn.random_walk.beta": RATE,
-    "irn.random_walk.exp_times": COUNT,
+    "irn.random_walk.exp_times": or_auto(COUNT),
     "irn.random_walk.cam_power": RATE,
-    "irn.random_walk.sem_seg_bg_threshold": FRACTION,
+    "irn.random_walk.sem_seg_bg_threshold": or_auto(FRACTION),
     "irn.random_walk.method": choice("sparse", "dense"),
     # segmentation
     "model.module.depth": DEPTH,

@@ -12,7 +12,8 @@ from advcam_pl.pipeline import STAGES
 # The file (cfg.artifacts key) that tells whether a stage is complete.
 OUTPUT = {"train_cam": "cam_ckpt", "make_cam": "cam_dir", "eval_cam": "cam_metrics",
           "make_ir_label": "ir_label_dir", "train_irn": "irn_ckpt", "make_sem_seg": "sem_seg_dir",
-          "eval_sem_seg": "sem_seg_metrics", "train_seg": "seg_ckpt", "eval_seg": "seg_metrics",
+          "eval_sem_seg": "sem_seg_metrics", "eval_walk_ceiling": "walk_ceiling_metrics", "train_seg": "seg_ckpt",
+          "eval_seg": "seg_metrics",
           "train_semi": "semi_ckpt", "eval_semi": "semi_metrics"}
 
 

@@ -17,7 +17,8 @@ BAD_VALUES = {
     "cam.climb.tau=1.5": "cam.climb.tau must be a number >= 0 and <= 1, got 1.5",
     "cam.scales=[]": "cam.scales must be a non-empty list of numbers > 0, got []",
     "cam.climb.attribution=gradcam++": "cam.climb.attribution must be one of 'gradcam', 'cam', got 'gradcam++'",
-    "irn.ir_label.fg_threshold=high": "irn.ir_label.fg_threshold must be a number >= 0 and <= 1, got 'high'",
+    "irn.ir_label.fg_threshold=high": "irn.ir_label.fg_threshold must be a number >= 0 and <= 1 or 'auto', got 'high'",
+    "irn.module.radius=1": "irn.module.radius must be an integer >= 2 or 'auto', got 1",
     "model.train.max_steps=0": "model.train.max_steps must be an integer >= 1, got 0",
     "data.skip_bad=maybe": "data.skip_bad must be one of True, False, got 'maybe'",
     "overwrite=[make_cams]": "overwrite must be true, false, a stage name or a list of stage names",
@@ -30,6 +31,9 @@ def test_every_bad_value_is_named_with_its_key_and_what_is_expected(compose_cfg)
         assert any(named in e for e in errors), (override, errors)
     assert len(errors) == len(BAD_VALUES)  # one line each, nothing else flagged
     assert config_errors(compose_cfg("data.root=/voc")) == []
+    auto = ("irn.ir_label.fg_threshold=auto", "irn.ir_label.bg_threshold=auto", "irn.module.radius=auto",
+            "irn.random_walk.exp_times=auto", "irn.random_walk.sem_seg_bg_threshold=auto")
+    assert config_errors(compose_cfg("data.root=/voc", *auto)) == []  # derived per run (resolve_auto)
     # combinations the climb itself rejects, and keys that moved, are named too
     assert config_errors(compose_cfg("data.root=/voc", "cam.climb.impl=reference", "cam.climb.compile=true")) == [
         "cam: impl='reference' is the official fp32 loop: no autocast, no channels_last, no compile"]

@@ -8,8 +8,10 @@ import pytest
 
 from advcam_pl import demo
 from advcam_pl.io import atomic_save_json
+from advcam_pl.pipeline.reference_rows import all_background_miou
 
-CHAIN = ["make_cam", "eval_cam", "make_ir_label", "train_irn", "make_sem_seg", "eval_sem_seg"]
+CHAIN = ["make_cam", "eval_cam", "make_ir_label", "train_irn", "make_sem_seg", "eval_sem_seg", "eval_walk_ceiling"]
+SEG = ["train_seg", "eval_seg"]
 SEMI_STAGES = ("train_semi", "eval_semi")
 
 
@@ -30,35 +32,51 @@ def fake_metrics(fake_stages):
         "eval_cam": lambda cfg: atomic_save_json(cfg.artifacts.cam_metrics, {
             "seed_miou": value[cfg.cam.name], "seed_crf_miou": value[cfg.cam.name] + 0.01}),
         "eval_sem_seg": lambda cfg: atomic_save_json(cfg.artifacts.sem_seg_metrics, {"miou": value[cfg.cam.name] + 0.02}),
-        "eval_seg": lambda cfg: atomic_save_json(cfg.artifacts.seg_metrics, {"miou": value[cfg.cam.name] + 0.03}),
+        "eval_walk_ceiling": lambda cfg: atomic_save_json(cfg.artifacts.walk_ceiling_metrics,
+                                                          {"miou": value[cfg.cam.name] + 0.04}),
+        "eval_seg": lambda cfg: atomic_save_json(cfg.artifacts.seg_metrics, {
+            "miou": 0.5 if cfg.model.train.label_dir == "gt" else value[cfg.cam.name] + 0.03}),
     }
     return fake_stages
 
 
-def test_each_seed_method_runs_its_chain_and_only_advcam_trains_the_segmentation(
+def test_each_seed_method_runs_its_chain_then_the_segmentation_network_on_gt_masks(
     fake_metrics, synthetic_root, tmp_path, capsys
 ):
     cfgs = demo.main(["--out", str(tmp_path), f"data.root={synthetic_root}"])
-    assert weak_runs(fake_metrics.runs) == [("train_cam", "cam"), *((s, "cam") for s in CHAIN),
-                                 *((s, "advcam") for s in CHAIN), ("train_seg", "advcam"), ("eval_seg", "advcam")]
+    assert weak_runs(fake_metrics.runs) == [("train_cam", "cam"), *((s, "cam") for s in [*CHAIN, *SEG]),
+                                            *((s, "advcam") for s in [*CHAIN, *SEG]), *((s, "advcam") for s in SEG)]
     assert cfgs["AdvCAM"].cam.climb.steps == 8 and "climb" not in cfgs["CAM"].cam
     assert cfgs["CAM"].paths.work_dir == str(tmp_path)
 
-    rows = table_rows(capsys.readouterr().out)
-    assert rows["seeds"] == ["seed", "+CRF", "mask", "seg", "val"]
-    assert rows["CAM"] == ["10.0", "11.0", "12.0", "-"]
-    assert rows["AdvCAM"] == ["20.0", "21.0", "22.0", "23.0"]
+    out = capsys.readouterr().out
+    rows = table_rows(out)
+    assert rows["seeds"] == ["seed", "+CRF", "mask", "GT", "edges", "seg", "val"]
+    assert rows["CAM"] == ["10.0", "11.0", "12.0", "14.0", "13.0"]
+    assert rows["AdvCAM"] == ["20.0", "21.0", "22.0", "24.0", "23.0"]
+    assert rows["seg"] == ["on", "GT", "masks", "-", "-", "-", "-", "50.0"]
+    background = {split: f"{100 * all_background_miou(synthetic_root, split):.1f}" for split in ("train", "val")}
+    assert rows["all"] == ["background", *[background["train"]] * 4, background["val"]]
+    segmentation = {cells[0]: cells[1:] for cells in (re.split(r"\s{2,}", line.strip()) for line in out.splitlines())}
+    assert segmentation["DeepLab-v2 + CAM masks"] == ["13.0", "-"]
+    assert segmentation["DeepLab-v2 + GT masks"] == ["50.0", "-"]
 
     fake_metrics.runs.clear()
     demo.main(["--out", str(tmp_path), f"data.root={synthetic_root}"])
     assert fake_metrics.runs == []  # every output is complete: a second run only prints the table
-    assert table_rows(capsys.readouterr().out)["AdvCAM"] == ["20.0", "21.0", "22.0", "23.0"]
+    assert table_rows(capsys.readouterr().out)["AdvCAM"] == ["20.0", "21.0", "22.0", "24.0", "23.0"]
+
+
+def test_without_references_there_are_no_reference_rows(fake_metrics, synthetic_root, tmp_path, capsys):
+    demo.main(["--out", str(tmp_path), f"data.root={synthetic_root}", "demo.references=false"])
+    assert [run for run in fake_metrics.runs if run[0] in SEG] == [(s, m) for m in ("cam", "advcam") for s in SEG]
+    rows = table_rows(capsys.readouterr().out)
+    assert "seg" not in rows and "all" not in rows
 
 
 def test_seg_seeds_picks_whose_masks_train_the_segmentation(fake_metrics, synthetic_root, tmp_path, capsys):
-    demo.main(["--out", str(tmp_path), f"data.root={synthetic_root}", "demo.seg_seeds=cam"])
-    assert [run for run in fake_metrics.runs if run[0] in ("train_seg", "eval_seg")] == [
-        ("train_seg", "cam"), ("eval_seg", "cam")]
+    demo.main(["--out", str(tmp_path), f"data.root={synthetic_root}", "demo.seg_seeds=cam", "demo.references=false"])
+    assert [run for run in fake_metrics.runs if run[0] in SEG] == [("train_seg", "cam"), ("eval_seg", "cam")]
     rows = table_rows(capsys.readouterr().out)
     assert rows["CAM"][-1] == "13.0" and rows["AdvCAM"][-1] == "-"
 

@@ -30,6 +30,7 @@ STAGES = (
     "train_irn",
     "make_sem_seg",
     "eval_sem_seg",
+    "eval_walk_ceiling",
     "train_seg",
     "eval_seg",
     "train_semi",

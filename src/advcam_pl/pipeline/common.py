@@ -226,3 +226,16 @@ def fit_trainer_overrides(final_ckpt: str | Path) -> dict[str, Any]:
         return {}
     return {"plugins": [SLURMEnvironment(auto_requeue=True)], "default_root_dir": str(hpc_dir(final_ckpt))}
 
+
+
+def backbone_source(cfg: DictConfig, group: str) -> str | None:
+    """Initial backbone weights of ``cfg.<group>.module``: the trained CAM classifier
+    ``cfg.artifacts.cam_ckpt`` when ``cfg.<group>.init_from_cam`` (its ``backbone.*`` tensors; the
+    stand-in for ImageNet weights offline: tests, demo), else ``cfg.<group>.module.pretrained``."""
+    conf = cfg[group]
+    if conf.get("init_from_cam", False):
+        ckpt = Path(cfg.artifacts.cam_ckpt)
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"{group}.init_from_cam: the CAM checkpoint {ckpt} does not exist; run train_cam")
+        return str(ckpt)
+    return conf.module.get("pretrained")

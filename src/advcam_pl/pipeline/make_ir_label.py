@@ -2,7 +2,8 @@
 
 Reads ``cfg.artifacts.cam_dir/<id>.npz`` (``high_res``, ``keys``) and the images of
 ``cfg.data.infer_list``; writes ``cfg.artifacts.ir_label_dir/<id>.png`` (VOC palette: 0 background,
-1–20 classes, 255 ignore). Thresholds ``cfg.irn.ir_label.{fg_threshold, bg_threshold}``, CRF
+1–20 classes, 255 ignore). Thresholds ``cfg.irn.ir_label.{fg_threshold, bg_threshold}`` (numbers, or
+``auto``: derived from eval_cam's best threshold, :mod:`advcam_pl.pipeline.resolve_auto`), CRF
 ``cfg.irn.crf``, ``cfg.irn.num_workers`` processes. Images whose PNG is complete are skipped (a
 truncated one is made again). Images recorded as skipped in the CAM folder (and, with
 ``data.skip_bad``, unreadable ones) are left out and recorded in ``ir_label_dir/skipped.json``.
@@ -32,6 +33,7 @@ from advcam_pl.pipeline.common import (
     stage_loggers,
 )
 from advcam_pl.pipeline.provenance import Provenance, folder_identity, settings_of
+from advcam_pl.pipeline.resolve_auto import ir_label_thresholds, resolved_settings
 from advcam_pl.pipeline.skipped import read_skipped, without_skipped
 from advcam_pl.refine.crf import parallel_map
 from advcam_pl.refine.ir_label import write_ir_label
@@ -42,7 +44,8 @@ SETTINGS = ("irn.ir_label", "irn.crf", "data.name")  # what determines a label, 
 
 
 def provenance(cfg: DictConfig) -> Provenance:
-    return Provenance("make_ir_label", Path(cfg.artifacts.ir_label_dir), settings_of(cfg, SETTINGS),
+    settings = {**settings_of(cfg, SETTINGS), **resolved_settings(cfg, SETTINGS)}
+    return Provenance("make_ir_label", Path(cfg.artifacts.ir_label_dir), settings,
                       {"cam_dir": folder_identity(cfg.artifacts.cam_dir)}, keep_both="a new cam.name",
                       patterns=("*.png",))
 
@@ -73,17 +76,19 @@ def run(cfg: DictConfig) -> dict:
     ids = without_skipped(reader.ids, skipped)
     log.info("make_ir_label: %d of %d images to label (%d done)", len(todo), len(ids), len(ids) - len(todo))
     out_dir.mkdir(parents=True, exist_ok=True)
+    fg_threshold, bg_threshold = ir_label_thresholds(cfg)
     job = partial(
         write_ir_label,
-        fg_threshold=float(cfg.irn.ir_label.fg_threshold),
-        bg_threshold=float(cfg.irn.ir_label.bg_threshold),
+        fg_threshold=fg_threshold,
+        bg_threshold=bg_threshold,
         crf=OmegaConf.to_container(cfg.irn.crf, resolve=True),
     )
     counts = np.zeros(3, dtype=np.int64)
     for c in parallel_map(job, label_jobs(reader, todo, cam_dir, out_dir), num_workers=int(cfg.irn.num_workers),
                           desc="make_ir_label", total=len(todo), unpack=True):
         counts += c
-    metrics: dict = {"num_images": len(reader.ids), "num_written": len(todo), "skipped_ids": sorted(skipped)}
+    metrics: dict = {"num_images": len(reader.ids), "num_written": len(todo), "skipped_ids": sorted(skipped),
+                     "fg_threshold": fg_threshold, "bg_threshold": bg_threshold}
     if counts.sum():
         fractions = counts / counts.sum()
         metrics.update(fg_fraction=float(fractions[0]), bg_fraction=float(fractions[1]),

@@ -2,7 +2,8 @@
 
 Reads ``cfg.artifacts.irn_ckpt``, ``cfg.artifacts.cam_dir/<id>.npz`` (stride-4 ``cam``, ``keys``) and
 the images of ``cfg.data.infer_list``; writes ``cfg.artifacts.sem_seg_dir/<id>.png`` (VOC palette).
-Random-walk settings ``cfg.irn.random_walk``. Runs on one GPU when ``cfg.trainer.accelerator`` is
+Random-walk settings ``cfg.irn.random_walk`` (``auto`` ones resolved by
+:mod:`advcam_pl.pipeline.resolve_auto`). Runs on one GPU when ``cfg.trainer.accelerator`` is
 ``gpu``/``cuda`` (an error without one, as in every stage) or ``auto`` with one visible, else on the
 CPU (the sparse walk keeps a 500×375 image within tens of MB). Images whose PNG is complete are
 skipped; images recorded as skipped in the CAM folder (and, with ``data.skip_bad``, unreadable
@@ -36,6 +37,7 @@ from advcam_pl.pipeline.common import (
     stage_loggers,
 )
 from advcam_pl.pipeline.provenance import Provenance, file_identity, folder_identity, settings_of
+from advcam_pl.pipeline.resolve_auto import random_walk_settings, resolved_settings
 from advcam_pl.pipeline.skipped import read_skipped, without_skipped
 from advcam_pl.refine.random_walk import sem_seg_labels
 from advcam_pl.training.checkpoint import load_trained
@@ -48,7 +50,8 @@ ARCHITECTURE = ("depth", "edge_channels", "dp_width")  # IRN hyper-parameters th
 
 def provenance(cfg: DictConfig) -> Provenance:
     inputs = {"cam_dir": folder_identity(cfg.artifacts.cam_dir), "irn_ckpt": file_identity(cfg.artifacts.irn_ckpt)}
-    return Provenance("make_sem_seg", Path(cfg.artifacts.sem_seg_dir), settings_of(cfg, SETTINGS), inputs,
+    settings = {**settings_of(cfg, SETTINGS), **resolved_settings(cfg, SETTINGS)}
+    return Provenance("make_sem_seg", Path(cfg.artifacts.sem_seg_dir), settings, inputs,
                       keep_both="a new cam.name", patterns=("*.png",))
 
 
@@ -105,6 +108,7 @@ def run(cfg: DictConfig) -> dict:
     require_cam_files(cam_dir, todo)
     log.info("make_sem_seg: %d of %d images to do", len(todo), len(reader.ids))
     rw = cfg.irn.random_walk
+    settings = random_walk_settings(cfg)
     pad_to = int(cfg.irn.train.crop_size) if rw.get("pad_to_crop", True) else None
     loader = DataLoader(_Images(reader, todo), batch_size=None, shuffle=False,
                         num_workers=int(cfg.data.get("num_workers", 0)))
@@ -116,14 +120,10 @@ def run(cfg: DictConfig) -> dict:
             raise NonFiniteError(f"make_sem_seg: the IRN boundary map of image {item['id']} holds NaN or infinite "
                                  f"values ({cfg.artifacts.irn_ckpt}); retrain IRN (train_irn) with a lower lr")
         cam = load_cam(cam_path(cam_dir, item["id"]))
-        labels = sem_seg_labels(
-            cam["cam"], cam["keys"], edge, tuple(image.shape[-2:]),
-            radius=int(rw.radius), beta=float(rw.beta), exp_times=int(rw.exp_times),
-            bg_threshold=float(rw.sem_seg_bg_threshold), cam_power=float(rw.cam_power),
-            method=str(rw.get("method", "sparse")),
-        )
+        labels = sem_seg_labels(cam["cam"], cam["keys"], edge, tuple(image.shape[-2:]), **settings)
         atomic_save_palette_png(out_dir / f"{item['id']}.png", labels)
-    metrics = {"num_images": len(reader.ids), "num_written": len(todo), "skipped_ids": sorted(skipped)}
+    metrics = {"num_images": len(reader.ids), "num_written": len(todo), "skipped_ids": sorted(skipped),
+               "exp_times": settings["exp_times"], "bg_threshold": settings["bg_threshold"]}
     with stage_loggers(cfg, "make_sem_seg") as loggers:
         log_metrics(loggers, {f"sem_seg/{k}": v for k, v in metrics.items()})
     return metrics

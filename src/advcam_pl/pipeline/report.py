@@ -68,27 +68,32 @@ def read_metrics(path: str | Path) -> dict:
 
 def chain_metrics(cfg: DictConfig) -> dict:
     """The weak chain's metrics files for ``cfg.cam``: ``{"cam": eval_cam's, "mask":
-    eval_sem_seg's, "seg": eval_seg's}`` (``seg`` empty unless ``eval_seg`` is in ``cfg.stages``)."""
+    eval_sem_seg's, "walk": eval_walk_ceiling's, "seg": eval_seg's}`` (``walk`` and ``seg`` empty
+    unless their stage is in ``cfg.stages``)."""
     from advcam_pl.pipeline import stage_names
 
-    runs_seg = "eval_seg" in stage_names(cfg.stages)
+    stages = stage_names(cfg.stages)
     return {"cam": read_metrics(cfg.artifacts.cam_metrics),
             "mask": read_metrics(cfg.artifacts.sem_seg_metrics),
-            "seg": read_metrics(cfg.artifacts.seg_metrics) if runs_seg else {}}
+            "walk": read_metrics(cfg.artifacts.walk_ceiling_metrics) if "eval_walk_ceiling" in stages else {},
+            "seg": read_metrics(cfg.artifacts.seg_metrics) if "eval_seg" in stages else {}}
 
 
-SEED_METHOD_COLUMNS = (Column("seed"), Column("+CRF"), Column("mask"), Column("seg val", width=8))
+SEED_METHOD_COLUMNS = (Column("seed"), Column("+CRF"), Column("mask"), Column("GT edges", width=8),
+                       Column("seg val", width=8))
 
 
-def seed_method_table(cfgs: Mapping[str, DictConfig]) -> str:
+def seed_method_table(cfgs: Mapping[str, DictConfig], reference_rows: Sequence[Row] = ()) -> str:
     """One row per seed method (label → the config its chain ran with): seed, seed + CRF and
-    pseudo-mask mIoU on ``data.eval_list``, segmentation mIoU on ``data.val_list``."""
+    pseudo-mask mIoU on ``data.eval_list``, the same walk with ground-truth boundaries ("GT
+    edges", the walk's ceiling), segmentation mIoU on ``data.val_list``; then ``reference_rows``
+    (values in the same columns)."""
     rows = []
     for label, cfg in cfgs.items():
         m = chain_metrics(cfg)
         rows.append((label, [m["cam"].get("seed_miou"), m["cam"].get("seed_crf_miou"),
-                             m["mask"].get("miou"), m["seg"].get("miou")]))
-    return format_table("seeds", SEED_METHOD_COLUMNS, rows, label_width=8)
+                             m["mask"].get("miou"), m["walk"].get("miou"), m["seg"].get("miou")]))
+    return format_table("seeds", SEED_METHOD_COLUMNS, [*rows, *reference_rows], label_width=8)
 
 
 def weak_chain_rows(cfg: DictConfig, m: Mapping[str, dict]) -> list[Row]:

@@ -5,6 +5,7 @@ checkpoint ``cfg.artifacts.irn_ckpt`` (atomically; its frozen backbone included)
 ``cfg.irn.module``, training settings ``cfg.irn.train``. The frozen backbone starts from
 ``cfg.irn.module.pretrained`` (ImageNet, official) or, with ``cfg.irn.init_from_cam``, from the
 trained CAM classifier ``cfg.artifacts.cam_ckpt`` (no ImageNet weights offline: tests, demo).
+``cfg.irn.module.radius: auto`` follows the grid size (:mod:`advcam_pl.pipeline.resolve_auto`).
 After training, the mean displacement over ``cfg.data.infer_list`` is stored in the model
 (:class:`~advcam_pl.training.callbacks.MeanShiftCallback`). Extra callbacks: ``cfg.callbacks``.
 A killed fit resumes from ``<irn_ckpt stem>.progress.ckpt`` (every epoch and every
@@ -22,6 +23,7 @@ from omegaconf import DictConfig
 
 from advcam_pl.data.affinity import AffinityDataModule
 from advcam_pl.models.irn import IRN
+from advcam_pl.pipeline import common
 from advcam_pl.pipeline.common import (
     build_trainer,
     data_root,
@@ -39,6 +41,7 @@ from advcam_pl.pipeline.provenance import (
     list_identity,
     settings_of,
 )
+from advcam_pl.pipeline.resolve_auto import irn_radius, resolved_settings
 from advcam_pl.pipeline.skipped import log_skipped, read_skipped
 from advcam_pl.training.callbacks import MeanShiftCallback
 from advcam_pl.training.checkpoint import checkpoint_is_complete, fit_resumable, hpc_dir, progress_path
@@ -58,7 +61,8 @@ def provenance(cfg: DictConfig) -> Provenance:
     source = cfg.artifacts.cam_ckpt if cfg.irn.get("init_from_cam", False) else cfg.irn.module.get("pretrained")
     if source and Path(str(source)).suffix:
         inputs["backbone"] = file_identity(source)
-    return Provenance("train_irn", ckpt, settings_of(cfg, SETTINGS, IGNORED), inputs,
+    settings = {**settings_of(cfg, SETTINGS, IGNORED), **resolved_settings(cfg, SETTINGS)}
+    return Provenance("train_irn", ckpt, settings, inputs,
                       keep_both="a new cam.name (or another artifacts.irn_ckpt=...)",
                       companions=[progress_path(ckpt), hpc_dir(ckpt)])
 
@@ -68,24 +72,20 @@ def is_done(cfg: DictConfig) -> bool:
 
 
 def backbone_source(cfg: DictConfig) -> str | None:
-    if cfg.irn.get("init_from_cam", False):
-        ckpt = Path(cfg.artifacts.cam_ckpt)
-        if not ckpt.is_file():
-            raise FileNotFoundError(f"irn.init_from_cam: the CAM checkpoint {ckpt} does not exist; run train_cam")
-        return str(ckpt)
-    return cfg.irn.module.get("pretrained")
+    return common.backbone_source(cfg, "irn")
 
 
 def run(cfg: DictConfig) -> dict:
     seed_everything(cfg.get("seed", 0))
     root = data_root(cfg)
+    source, radius = backbone_source(cfg), irn_radius(cfg)  # their errors before any record is written
     provenance(cfg).begin(cfg)
     skipped = read_skipped(cfg.artifacts.ir_label_dir)
     log_skipped("train_irn", skipped)
     train = cfg.irn.train
-    model: IRN = hydra.utils.instantiate(cfg.irn.module)
-    n_loaded = model.init_backbone(backbone_source(cfg))
-    log.info("train_irn: backbone %s, %d tensors loaded", backbone_source(cfg), n_loaded)
+    model: IRN = hydra.utils.instantiate(cfg.irn.module, radius=radius)
+    n_loaded = model.init_backbone(source)
+    log.info("train_irn: backbone %s, %d tensors loaded", source, n_loaded)
     datamodule = AffinityDataModule(
         root,
         cfg.data.train_list,

@@ -2,6 +2,8 @@
 
 Reads the images of ``cfg.data.train_list`` and the label PNGs of ``cfg.model.train.label_dir``
 (default ``cfg.artifacts.sem_seg_dir``, the output of make_sem_seg; ``gt`` = the dataset's masks);
+the backbone starts from ``cfg.model.module.pretrained`` or, with ``cfg.model.init_from_cam``, from the
+trained CAM classifier ``cfg.artifacts.cam_ckpt`` (as train_irn's ``irn.init_from_cam``);
 writes ``cfg.artifacts.seg_ckpt`` (atomically, at the end). A killed run resumes from the progress
 checkpoint ``<seg_ckpt stem>.progress.ckpt`` written every epoch and every ``train.save_every_n_steps``
 steps (:func:`~advcam_pl.training.checkpoint.fit_resumable`). Extra callbacks: ``cfg.callbacks``.
@@ -19,6 +21,7 @@ from omegaconf import DictConfig
 
 from advcam_pl.data.segmentation import SegmentationDataModule, is_gt
 from advcam_pl.pipeline.common import (
+    backbone_source,
     build_trainer,
     data_root,
     fit_callbacks,
@@ -41,7 +44,7 @@ from advcam_pl.training.checkpoint import checkpoint_is_complete, fit_resumable,
 log = logging.getLogger(__name__)
 
 # What determines the segmentation network's weights (test_* and eval are evaluation settings).
-SETTINGS = ("model.module", "model.train", "seed", "data.name", "data.train_list", "data.skip_bad",
+SETTINGS = ("model.module", "model.train", "model.init_from_cam", "seed", "data.name", "data.train_list", "data.skip_bad",
             "trainer.precision")
 IGNORED = ("model.module.test_scales", "model.module.test_flip", "model.module.test_fuse",
            "model.train.save_every_n_steps", "model.train.val_batches")
@@ -58,7 +61,7 @@ def provenance(cfg: DictConfig) -> Provenance:
     label_dir = cfg.model.train.label_dir
     inputs = {"labels": "gt" if is_gt(label_dir) else folder_identity(label_dir),
               "train_list": list_identity(cfg.data.root, cfg.data.train_list)}
-    pretrained = cfg.model.module.get("pretrained")
+    pretrained = cfg.artifacts.cam_ckpt if cfg.model.get("init_from_cam", False) else cfg.model.module.get("pretrained")
     if pretrained and Path(str(pretrained)).suffix:
         inputs["pretrained"] = file_identity(pretrained)
     return Provenance("train_seg", ckpt, settings_of(cfg, SETTINGS, IGNORED), inputs,
@@ -91,11 +94,13 @@ def run(cfg: DictConfig) -> dict:
     tr = cfg.model.train
     ckpt = Path(cfg.artifacts.seg_ckpt)
     data_root(cfg)
+    pretrained = backbone_source(cfg, "model")  # its error before any record is written
     provenance(cfg).begin(cfg)
     skipped = label_skipped(cfg)
     log_skipped("train_seg", skipped)
     datamodule = datamodule_from_cfg(cfg, skipped)
-    model = hydra.utils.instantiate(cfg.model.module, _convert_="all", max_steps=tr.max_steps)
+    model = hydra.utils.instantiate(cfg.model.module, _convert_="all", max_steps=tr.max_steps,
+                                    pretrained=pretrained)
     callbacks = fit_callbacks("train_seg", ckpt, tr.get("save_every_n_steps", 0))
     val_batches = int(tr.get("val_batches", 0) or 0)
     with stage_loggers(cfg, "train_seg") as loggers:
