@@ -1,0 +1,86 @@
+"""The dashboards' pictures and tables: PNG/CSV files under the CSV logger's folder, media files in an
+offline W&B run, and nothing at all (no climb recorded) when ``viz`` is off."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from advcam_pl.data.voc import VOCReader
+from advcam_pl.pipeline import eval_cam, make_cam
+from advcam_pl.viz.render import CAPTION_HEIGHT
+from advcam_pl.viz.stages import pick_ids
+
+OVERRIDES = ("data=synthetic", "data.infer_list=train", "classifier=resnet18", "trainer=cpu",
+             "+trainer.enable_progress_bar=false", "cam.climb.steps=2", "cam.scales=[1.0]", "viz.num_images=2")
+
+
+def read_csv(path):
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_make_cam_and_eval_cam_write_pictures_per_stage_and_id_beside_the_csv_logger(
+        compose_cfg, synthetic_root, tmp_path, random_cam_checkpoint):
+    cfg = compose_cfg(*OVERRIDES, "logger=csv", f"data.root={synthetic_root}",
+                      f"artifacts.cam_ckpt={random_cam_checkpoint}", "cam.analysis=true")
+    reader = VOCReader(synthetic_root, "train")
+    ids = pick_ids(cfg, reader.ids)
+    assert len(ids) == 2 and ids == [reader.ids[0], reader.ids[-1]]
+    make_cam.run(cfg)
+    media = tmp_path / "csv" / "make_cam" / "media"
+    for image_id in ids:
+        height, width = reader.load_image(image_id).shape[:2]
+        maps = np.asarray(Image.open(media / "maps" / f"{image_id}.png"))
+        assert maps.shape[0] == height + CAPTION_HEIGHT and maps.shape[1] > 4 * width  # image|CAM|AdvCAM|GT
+        strip = np.asarray(Image.open(media / "climb" / f"{image_id}.png"))
+        num_classes = int(reader.labels(image_id).sum())
+        assert strip.shape[0] >= num_classes * (height + CAPTION_HEIGHT)  # one row per class
+    assert sorted(p.stem for p in (media / "climb").glob("*.png")) == sorted(ids)  # those images only
+    fig6a = read_csv(media / "analysis" / "fig6a_seed_miou.csv")
+    assert fig6a[0] == ["t", "seed_miou"] and [r[0] for r in fig6a[1:]] == ["0", "1"]  # cam.climb.steps=2 maps
+
+    eval_cam.run(cfg)
+    media = tmp_path / "csv" / "eval_cam" / "media"
+    assert sorted(p.stem for p in (media / "seed").glob("*.png")) == sorted(ids)
+    table = read_csv(media / "per_class_iou.csv")
+    assert table[0] == ["class", "iou"] and len(table) == 1 + 21 and table[1][0] == "background"
+    assert len(read_csv(media / "miou_vs_threshold.csv")) == 1 + len(eval_cam.thresholds_from_cfg(cfg))
+
+
+@pytest.mark.parametrize("off", ["viz=none", "logger=none"])
+def test_no_pictures_cost_nothing(compose_cfg, synthetic_root, tmp_path, random_cam_checkpoint, monkeypatch, off):
+    recorded = []
+    real = make_cam.CAMPredictor
+
+    def spy(*args, **kwargs):
+        recorded.append(kwargs.get("record_trajectory", False))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(make_cam, "CAMPredictor", spy)
+    cfg = compose_cfg(*OVERRIDES, "logger=csv", off, f"data.root={synthetic_root}",
+                      f"artifacts.cam_ckpt={random_cam_checkpoint}")
+    make_cam.run(cfg)
+    eval_cam.run(cfg)
+    assert recorded == [False]  # one predictor, for the CAM files, without trajectories
+    assert not list(tmp_path.glob("csv/*/media"))
+
+
+def test_offline_wandb_run_holds_the_media(compose_cfg, synthetic_root, tmp_path, monkeypatch):
+    from tests.pipeline.test_eval_cam import write_maps  # hand-made maps: no classifier needed
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = compose_cfg("data=synthetic", "cam=cam", "logger=wandb", "viz.num_images=2", f"data.root={synthetic_root}")
+    write_maps(cfg, synthetic_root, fg_value=0.5)
+    eval_cam.run(cfg)
+    runs = list(tmp_path.glob("wandb/offline-run-*/files/media"))
+    assert len(runs) == 1
+    ids = pick_ids(cfg, VOCReader(synthetic_root, "train").ids)
+    images = [p.name for p in runs[0].glob("images/eval_cam/seed/*.png")]
+    assert sorted(name.rsplit("_", 2)[0] for name in images) == sorted(ids)
+    assert list(runs[0].glob("table/eval_cam/per_class_iou_*.table.json"))
+    assert list(runs[0].glob("table/eval_cam/miou_vs_threshold*.table.json"))
