@@ -11,8 +11,9 @@ from PIL import Image
 
 from advcam_pl.data.voc import VOCReader
 from advcam_pl.pipeline import eval_cam, make_cam
+from advcam_pl.pipeline.report import segmentation_summary
 from advcam_pl.viz.render import CAPTION_HEIGHT
-from advcam_pl.viz.stages import pick_ids
+from advcam_pl.viz.stages import log_summary, pick_ids
 
 OVERRIDES = ("data=synthetic", "data.infer_list=train", "classifier=resnet18", "trainer=cpu",
              "+trainer.enable_progress_bar=false", "cam.climb.steps=2", "cam.scales=[1.0]", "viz.num_images=2")
@@ -84,3 +85,40 @@ def test_offline_wandb_run_holds_the_media(compose_cfg, synthetic_root, tmp_path
     assert sorted(name.rsplit("_", 2)[0] for name in images) == sorted(ids)
     assert list(runs[0].glob("table/eval_cam/per_class_iou_*.table.json"))
     assert list(runs[0].glob("table/eval_cam/miou_vs_threshold*.table.json"))
+
+
+def test_a_summary_table_goes_to_the_loggers_as_a_table(compose_cfg, tmp_path):
+    table = segmentation_summary({"DeepLab-v2 + AdvCAM masks": {"miou": 0.30, "miou_no_crf": 0.25, "crf": {"t": 10}},
+                                  "CCT, no weak labels": {}})
+    log_summary(compose_cfg("logger=csv"), "segmentation", table)
+    assert read_csv(tmp_path / "csv" / "report" / "media" / "segmentation.csv") == [
+        ["segmentation", "MS", "MS+CRF"], ["DeepLab-v2 + AdvCAM masks", "25.0", "30.0"], ["CCT, no weak labels", "", ""]]
+    log_summary(compose_cfg("logger=csv", "viz=none", "paths.output_dir=" + str(tmp_path / "off")), "x", table)
+    assert not (tmp_path / "off").exists()
+
+
+def test_label_maps_and_per_class_iou_of_the_mask_and_segmentation_stages(compose_cfg, synthetic_root, tmp_path):
+    from advcam_pl.io import atomic_save_palette_png
+    from advcam_pl.pipeline import eval_sem_seg
+    from advcam_pl.viz.stages import show_label_maps
+
+    cfg = compose_cfg("data=synthetic", "logger=csv", "viz.ids=[syn_000003,not_an_id]", f"data.root={synthetic_root}")
+    reader = VOCReader(synthetic_root, cfg.data.eval_list)
+    for image_id in reader.ids:  # pseudo masks equal to the GT
+        atomic_save_palette_png(f"{cfg.artifacts.sem_seg_dir}/{image_id}.png", reader.load_mask(image_id))
+    assert eval_sem_seg.run(cfg)["miou"] == pytest.approx(1.0)
+    table = read_csv(tmp_path / "csv" / "eval_sem_seg" / "media" / "per_class_iou.csv")
+    assert table[1] == ["background", "1.0"]
+
+    show_label_maps(cfg, [], "make_sem_seg", "pseudo_mask", cfg.artifacts.sem_seg_dir, cfg.data.eval_list)  # no logger
+    from advcam_pl.pipeline.common import stage_loggers
+
+    with stage_loggers(cfg, "make_sem_seg") as loggers:
+        show_label_maps(cfg, loggers, "make_sem_seg", "pseudo_mask", cfg.artifacts.sem_seg_dir, cfg.data.eval_list)
+    pictures = list((tmp_path / "csv" / "make_sem_seg" / "media").rglob("*.png"))
+    assert [p.relative_to(tmp_path / "csv" / "make_sem_seg" / "media").as_posix() for p in pictures] == \
+        ["pseudo_mask/syn_000003.png"]  # viz.ids: only the listed id of this list
+    picture = np.asarray(Image.open(pictures[0]))
+    height, width = reader.load_image("syn_000003").shape[:2]
+    gt = picture[CAPTION_HEIGHT:, -width:]  # the last panel (GT) equals the mask panel: masks are the GT
+    np.testing.assert_array_equal(gt, picture[CAPTION_HEIGHT:, width + 2:2 * width + 2])

@@ -224,3 +224,20 @@ def show_label_maps(cfg: DictConfig, loggers: Sequence, stage: str, kind: str, f
         if path.is_file():
             media.image(f"{kind}/{image_id}", _label_panels(reader, image_id, kind.replace("_", " "),
                                                             read_mask_file(path), float(cfg.viz.alpha)), image_id)
+
+
+# -- the drivers' summary tables ------------------------------------------------------------------
+
+
+def log_summary(cfg: DictConfig, name: str, table) -> None:
+    """A summary table of :mod:`advcam_pl.pipeline.report` (a :class:`~advcam_pl.pipeline.report.Table`)
+    through the loggers of a ``report`` run: a W&B table ``report/<name>``, ``csv/report/media/<name>.csv``."""
+    viz = cfg.get("viz")
+    if viz is None or not viz.get("enabled", False) or not cfg.get("logger"):
+        return
+    from advcam_pl.pipeline.common import stage_loggers
+
+    with stage_loggers(cfg, "report") as loggers:
+        media = media_for(cfg, loggers, "report")
+        if media is not None:
+            media.table(name, *table.records())
