@@ -122,3 +122,21 @@ def test_label_maps_and_per_class_iou_of_the_mask_and_segmentation_stages(compos
     height, width = reader.load_image("syn_000003").shape[:2]
     gt = picture[CAPTION_HEIGHT:, -width:]  # the last panel (GT) equals the mask panel: masks are the GT
     np.testing.assert_array_equal(gt, picture[CAPTION_HEIGHT:, width + 2:2 * width + 2])
+
+
+def test_training_curves_and_learning_rate_reach_the_logger(compose_cfg, synthetic_root, tmp_path):
+    from advcam_pl.pipeline import train_cam
+
+    cfg = compose_cfg("data=synthetic", "classifier=resnet18", "classifier.train.max_epochs=1",
+                      "classifier.train.crop_size=32", "classifier.train.resize_long=[32,48]", "logger=csv",
+                      "trainer=cpu", "+trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1",
+                      f"data.root={synthetic_root}")
+    train_cam.run(cfg)
+    rows = read_csv(tmp_path / "csv" / "train_cam" / "metrics.csv")
+    columns = rows[0]
+    for name in ("train/loss_step", "train/loss_epoch", "val/loss", "val/mAP"):
+        assert name in columns
+    lr = [c for c in columns if c.startswith("lr-")]
+    assert lr, columns  # the LearningRateMonitor of conf/callbacks/default.yaml
+    steps = [r for r in rows[1:] if r[columns.index("train/loss_step")]]
+    assert len(steps) >= 2  # a curve, not a point
