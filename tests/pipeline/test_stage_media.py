@@ -140,3 +140,20 @@ def test_training_curves_and_learning_rate_reach_the_logger(compose_cfg, synthet
     assert lr, columns  # the LearningRateMonitor of conf/callbacks/default.yaml
     steps = [r for r in rows[1:] if r[columns.index("train/loss_step")]]
     assert len(steps) >= 2  # a curve, not a point
+
+
+def test_eval_seg_shows_its_val_predictions_and_per_class_iou_with_and_without_crf(
+        compose_cfg, synthetic_root, tmp_path):
+    from advcam_pl.pipeline import eval_seg, train_seg
+
+    cfg = compose_cfg("data=synthetic", "model=deeplab_v2_tiny", "trainer=cpu", "logger=csv",
+                      "model.train.label_dir=gt", "model.train.max_steps=1", "model.train.batch_size=2",
+                      "model.train.crop_size=64", "model.eval.scales=[1.0]", "model.eval.export_test=false",
+                      "+trainer.enable_progress_bar=false", "viz.num_images=3", f"data.root={synthetic_root}")
+    train_seg.run(cfg)
+    eval_seg.run(cfg)
+    media = tmp_path / "csv" / "eval_seg" / "media"
+    ids = pick_ids(cfg, VOCReader(synthetic_root, "val").ids)
+    assert len(ids) == 3 and sorted(p.stem for p in (media / "prediction").glob("*.png")) == sorted(ids)
+    table = read_csv(media / "per_class_iou.csv")
+    assert table[0] == ["class", "iou", "iou_no_crf"] and len(table) == 1 + 21  # iou: after the CRF
