@@ -157,3 +157,14 @@ def test_eval_seg_shows_its_val_predictions_and_per_class_iou_with_and_without_c
     assert len(ids) == 3 and sorted(p.stem for p in (media / "prediction").glob("*.png")) == sorted(ids)
     table = read_csv(media / "per_class_iou.csv")
     assert table[0] == ["class", "iou", "iou_no_crf"] and len(table) == 1 + 21  # iou: after the CRF
+
+
+def test_viz_settings_are_checked_and_unquoted_voc_ids_are_named():
+    from advcam_pl.config import compose_config
+    from advcam_pl.config_checks import config_errors
+
+    errors = config_errors(compose_config(["viz.ids=[2007_000032]", "viz.alpha=2", "viz.num_images=-1"]))
+    assert any(e.startswith("viz.ids must be null or a list of image ids as strings (quote them") and "2007000032" in e
+               for e in errors)
+    assert any(e.startswith("viz.alpha must be") for e in errors) and any(e.startswith("viz.num_images") for e in errors)
+    assert not [e for e in config_errors(compose_config(["viz.ids=['2007_000032']"])) if e.startswith("viz")]
