@@ -168,3 +168,17 @@ def test_viz_settings_are_checked_and_unquoted_voc_ids_are_named():
                for e in errors)
     assert any(e.startswith("viz.alpha must be") for e in errors) and any(e.startswith("viz.num_images") for e in errors)
     assert not [e for e in config_errors(compose_config(["viz.ids=['2007_000032']"])) if e.startswith("viz")]
+
+
+def test_plain_cam_shows_its_maps_from_the_cam_files_without_climbing(
+        compose_cfg, synthetic_root, tmp_path, random_cam_checkpoint):
+    cfg = compose_cfg(*(o for o in OVERRIDES if not o.startswith("cam.climb")), "cam=cam", "logger=csv",
+                      f"data.root={synthetic_root}",
+                      f"artifacts.cam_ckpt={random_cam_checkpoint}")
+    make_cam.run(cfg)
+    media = tmp_path / "csv" / "make_cam" / "media"
+    ids = pick_ids(cfg, VOCReader(synthetic_root, "train").ids)
+    assert sorted(p.relative_to(media).as_posix() for p in media.rglob("*.png")) == sorted(f"maps/{i}.png" for i in ids)
+    height, width = VOCReader(synthetic_root, "train").load_image(ids[0]).shape[:2]
+    picture = np.asarray(Image.open(media / "maps" / f"{ids[0]}.png"))
+    assert picture.shape == (height + CAPTION_HEIGHT, 3 * width + 2 * 2, 3)  # image | CAM | GT

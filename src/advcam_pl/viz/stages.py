@@ -89,7 +89,8 @@ def _label_panels(reader: VOCReader, image_id: str, name: str, labels: np.ndarra
 
 class ClimbStrips(Callback):
     """Renders the climbs of ``ids`` from ``CAMPredictor(record_trajectory=True)`` outputs:
-    ``maps/<id>`` (image | CAM = step 0 | AdvCAM = last step | GT) and ``climb/<id>``."""
+    ``maps/<id>`` (image | CAM = step 0 | AdvCAM = last step | GT) and ``climb/<id>``. Under DDP each
+    process climbs its shard of ``ids`` and only rank 0's pictures are logged."""
 
     def __init__(self, media: MediaLogger, reader: VOCReader, ids: Sequence[str], num_steps: int,
                  alpha: float = 0.5):
