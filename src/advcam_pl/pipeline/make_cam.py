@@ -8,7 +8,7 @@ because finished ids are left out. AdvCAM's knobs are ``cam.climb``, which insta
 :class:`~advcam_pl.advcam.ClimbOptions`. ``cam.analysis=true`` first climbs the images of
 ``cam.analysis_split`` with their GT masks and writes the per-step curves to
 ``<cam_dir>_analysis.json``. The dashboards' pictures (``cfg.viz``, :mod:`advcam_pl.viz.stages`)
-climb a few images once more with their trajectory.
+climb a few images once more with their trajectory, after the timed pass.
 
 The classifier checkpoint is read as data only and must match ``cfg.classifier.module`` (depth,
 number of classes) with finite weights. The CAM files are recorded as made by this checkpoint (its
@@ -165,15 +165,15 @@ def run(cfg: DictConfig) -> dict:
                 noise_threshold=float(cfg.cam.analysis_noise_threshold), tau=climb.tau,
             )
             _predict(cfg, loggers, predictor, cfg.cam.analysis_split, set(), True, [tracker])
-        strips = climb_strips(cfg, loggers)  # the dashboards' climb of a few images (cfg.viz), or None
-        if strips is not None:
-            predictor = CAMPredictor(model, "advcam", cfg.cam.scales, climb, cam_dir, record_trajectory=True)
-            _predict(cfg, loggers, predictor, cfg.data.infer_list, set(ids) - set(strips.ids), False, [strips])
         done = {i for i in ids if cam_path(cam_dir, i).exists()}
         predictor = CAMPredictor(model, cfg.cam.method, cfg.cam.scales, climb, cam_dir)
         if len(done) < len(ids):
             _predict(cfg, loggers, predictor, cfg.data.infer_list, done, False)
         seconds = time.perf_counter() - start
+        strips = climb_strips(cfg, loggers)  # the dashboards' climb of a few images (cfg.viz; not timed), or None
+        if strips is not None:
+            predictor = CAMPredictor(model, "advcam", cfg.cam.scales, climb, cam_dir, record_trajectory=True)
+            _predict(cfg, loggers, predictor, cfg.data.infer_list, set(ids) - set(strips.ids), False, [strips])
         show_cam_maps(cfg, loggers)
         after = sum(cam_path(cam_dir, i).exists() for i in ids)
         skipped = _record_skipped(cfg, ids) if cfg.data.skip_bad and after < len(ids) else {}
