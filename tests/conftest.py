@@ -4,6 +4,7 @@ real VOC fixtures."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,9 @@ from advcam_pl.data.synthetic import generate_dataset
 # its thread pool, so it sits here at import time.
 torch.set_flush_denormal(True)
 torch.set_num_threads(1)
+# W&B never goes online from a test (the default logger is an offline WandbLogger anyway).
+os.environ["WANDB_MODE"] = "offline"
+os.environ.setdefault("WANDB_SILENT", "true")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # A clean clone has ../shared beside it (CI); without it, the tests that need real VOC files skip.

@@ -183,6 +183,14 @@ RULES: dict[str, Rule] = {
     "semi.eval.average": choice("raw", "softmax"),
     "semi.eval.crf_workers": COUNT,
     "semi.eval.crf.enabled": BOOL,
+    # dashboards (advcam_pl.viz)
+    "viz.enabled": BOOL,
+    "viz.num_images": COUNT,
+    # unquoted, 2007_000032 is read as the integer 2007000032
+    "viz.ids": Rule(lambda v: v is None or (isinstance(v, list) and all(isinstance(i, str) and i for i in v)),
+                    "null or a list of image ids as strings (quote them: viz.ids=['2007_000032'])"),
+    "viz.strip_steps": POSITIVE_INT,
+    "viz.alpha": FRACTION,
 }
 
 

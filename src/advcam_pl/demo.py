@@ -30,7 +30,8 @@ from advcam_pl.config import compose_config
 from advcam_pl.pipeline import run_pipeline
 from advcam_pl.pipeline.common import data_root
 from advcam_pl.pipeline.reference_rows import gt_seg_overrides, reference_table_rows
-from advcam_pl.pipeline.report import chain_metrics, read_metrics, seed_method_table, segmentation_table
+from advcam_pl.pipeline.report import chain_metrics, read_metrics, seed_method_summary, segmentation_summary
+from advcam_pl.viz.stages import log_summary
 
 
 def compose_demo(overrides: Sequence[str] = ()) -> DictConfig:
@@ -100,7 +101,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, DictConfig]:
     print()
     print(f"mIoU (%) on the synthetic data: seeds and masks on '{base.data.eval_list}', "
           f"segmentation on '{base.data.val_list}'")
-    print(seed_method_table(cfgs, reference_table_rows(base, gt_seg) if gt_seg is not None else ()))
+    summary = seed_method_summary(cfgs, reference_table_rows(base, gt_seg) if gt_seg is not None else ())
+    print(summary.text())
+    log_summary(base, "seed_methods", summary)
     if semi_cfgs:
         rows = {f"DeepLab-v2 + {label} masks": chain_metrics(cfgs[label])["seg"]
                 for label, method in methods.items() if method in seg_seeds(base)}
@@ -109,7 +112,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, DictConfig]:
         rows.update({label: read_metrics(cfg.artifacts.semi_metrics) for label, cfg in semi_cfgs.items()})
         print()
         print(f"segmentation mIoU (%) on '{base.data.val_list}', multi-scale + flip, without and with the CRF")
-        print(segmentation_table(rows))
+        segmentation = segmentation_summary(rows)
+        print(segmentation.text())
+        log_summary(base, "segmentation", segmentation)
     print()
     print("stage times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
     print(f"total {elapsed:.0f} s; outputs in {Path(base.paths.work_dir).resolve()} "

@@ -1,10 +1,13 @@
-"""Fakes for the drivers' tests: stage modules that record calls instead of training."""
+"""Fakes for the drivers' tests (stage modules that record calls instead of training) and a random
+CAM classifier checkpoint for the stages that read one."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 import pytest
+import pytorch_lightning as pl
+import torch
 
 import advcam_pl.pipeline as pipeline
 from advcam_pl.pipeline import STAGES
@@ -52,3 +55,16 @@ def fake_stages(monkeypatch):
     fakes = FakeStages()
     monkeypatch.setattr(pipeline, "stage_module", fakes.module)
     return fakes
+
+
+@pytest.fixture(scope="session")
+def random_cam_checkpoint(tmp_path_factory):
+    """A random ResNet-18 CAMClassifier saved as a Lightning checkpoint (read-only for the tests)."""
+    from advcam_pl.models.cam_classifier import CAMClassifier
+
+    torch.manual_seed(0)
+    model = CAMClassifier(depth=18, pretrained=None)
+    path = tmp_path_factory.mktemp("ckpt") / "cam_classifier.ckpt"
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
+                "pytorch-lightning_version": pl.__version__}, path)
+    return path

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
 import torch
 
 from advcam_pl.advcam import load_cam
@@ -22,15 +21,9 @@ OVERRIDES = ("data=synthetic", "data.infer_list=train", "classifier=resnet18", "
              "+trainer.enable_progress_bar=false", "logger=none")
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    """A random ResNet-18 CAMClassifier saved as a Lightning checkpoint."""
-    torch.manual_seed(0)
-    model = CAMClassifier(depth=18, pretrained=None)
-    path = tmp_path_factory.mktemp("ckpt") / "cam_classifier.ckpt"
-    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams),
-                "pytorch-lightning_version": pl.__version__}, path)
-    return path
+@pytest.fixture
+def checkpoint(random_cam_checkpoint):
+    return random_cam_checkpoint
 
 
 def test_make_cam_writes_every_image_and_resumes(compose_cfg, synthetic_root, tmp_path, checkpoint):

@@ -24,6 +24,7 @@ from advcam_pl.io import atomic_save_json
 from advcam_pl.pipeline.common import data_root, is_fresh, log_metrics, stage_loggers
 from advcam_pl.pipeline.provenance import Provenance, folder_identity, settings_of
 from advcam_pl.pipeline.skipped import log_skipped, read_skipped, without_skipped
+from advcam_pl.viz.stages import show_eval_cam
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def run(cfg: DictConfig) -> dict:
         log_metrics(loggers, {f"eval_cam/{cfg.cam.name}/{k}": v for k, v in metrics.items()
                               if k in ("seed_miou", "best_threshold", "seed_crf_miou")},
                     step=len(sweep["thresholds"]))
+        show_eval_cam(cfg, loggers, metrics, ids)
     return metrics
 
 

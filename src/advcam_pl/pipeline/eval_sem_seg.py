@@ -20,6 +20,7 @@ from advcam_pl.io import atomic_save_json
 from advcam_pl.pipeline.common import data_root, is_fresh, log_metrics, missing_outputs, stage_loggers
 from advcam_pl.pipeline.provenance import Provenance, folder_identity, settings_of
 from advcam_pl.pipeline.skipped import log_skipped, read_skipped, without_skipped
+from advcam_pl.viz.stages import show_iou
 
 log = logging.getLogger(__name__)
 
@@ -69,4 +70,5 @@ def run(cfg: DictConfig) -> dict:
     atomic_save_json(cfg.artifacts.sem_seg_metrics, result)
     with stage_loggers(cfg, "eval_sem_seg") as loggers:
         log_metrics(loggers, {"sem_seg/miou": miou})
+        show_iou(cfg, loggers, "eval_sem_seg", result)
     return {"miou": miou, "num_images": len(ids), "skipped_ids": sorted(skipped), "objective": miou}

@@ -7,7 +7,8 @@ any number of devices, each image written once); an interrupted run goes on wher
 because finished ids are left out. AdvCAM's knobs are ``cam.climb``, which instantiates
 :class:`~advcam_pl.advcam.ClimbOptions`. ``cam.analysis=true`` first climbs the images of
 ``cam.analysis_split`` with their GT masks and writes the per-step curves to
-``<cam_dir>_analysis.json``.
+``<cam_dir>_analysis.json``. The dashboards' pictures (``cfg.viz``, :mod:`advcam_pl.viz.stages`)
+climb a few images once more with their trajectory, after the timed pass.
 
 The classifier checkpoint is read as data only and must match ``cfg.classifier.module`` (depth,
 number of classes) with finite weights. The CAM files are recorded as made by this checkpoint (its
@@ -47,6 +48,7 @@ from advcam_pl.pipeline.skipped import (
     record_skipped,
     without_skipped,
 )
+from advcam_pl.viz.stages import climb_strips, show_cam_maps, show_climb_curves
 
 log = logging.getLogger(__name__)
 
@@ -168,6 +170,11 @@ def run(cfg: DictConfig) -> dict:
         if len(done) < len(ids):
             _predict(cfg, loggers, predictor, cfg.data.infer_list, done, False)
         seconds = time.perf_counter() - start
+        strips = climb_strips(cfg, loggers)  # the dashboards' climb of a few images (cfg.viz; not timed), or None
+        if strips is not None:
+            predictor = CAMPredictor(model, "advcam", cfg.cam.scales, climb, cam_dir, record_trajectory=True)
+            _predict(cfg, loggers, predictor, cfg.data.infer_list, set(ids) - set(strips.ids), False, [strips])
+        show_cam_maps(cfg, loggers)
         after = sum(cam_path(cam_dir, i).exists() for i in ids)
         skipped = _record_skipped(cfg, ids) if cfg.data.skip_bad and after < len(ids) else {}
         metrics = {
@@ -186,6 +193,7 @@ def run(cfg: DictConfig) -> dict:
             for key in ("seed_miou", "noise_proportion", "amplification_non_discriminative"):
                 if curves.get(key):
                     metrics[f"analysis_{key}_final"] = curves[key][-1]
+            show_climb_curves(cfg, loggers, curves)
         metrics["objective"] = metrics["images_per_s"]
         log_metrics(loggers, {f"make_cam/{k}": v for k, v in metrics.items()})
     log.info("make_cam: %d CAM files in %s (%d new, %.2f images/s)", after, cam_dir, after - before,

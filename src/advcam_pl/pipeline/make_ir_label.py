@@ -37,6 +37,7 @@ from advcam_pl.pipeline.resolve_auto import ir_label_thresholds, resolved_settin
 from advcam_pl.pipeline.skipped import read_skipped, without_skipped
 from advcam_pl.refine.crf import parallel_map
 from advcam_pl.refine.ir_label import write_ir_label
+from advcam_pl.viz.stages import show_label_maps
 
 log = logging.getLogger(__name__)
 
@@ -95,5 +96,6 @@ def run(cfg: DictConfig) -> dict:
                        ignore_fraction=float(fractions[2]))
     with stage_loggers(cfg, "make_ir_label") as loggers:
         log_metrics(loggers, {f"ir_label/{k}": v for k, v in metrics.items()})
+        show_label_maps(cfg, loggers, "make_ir_label", "ir_label", out_dir, cfg.data.eval_list)
     log.info("make_ir_label: %s", metrics)
     return metrics

@@ -41,6 +41,7 @@ from advcam_pl.pipeline.resolve_auto import random_walk_settings, resolved_setti
 from advcam_pl.pipeline.skipped import read_skipped, without_skipped
 from advcam_pl.refine.random_walk import sem_seg_labels
 from advcam_pl.training.checkpoint import load_trained
+from advcam_pl.viz.stages import show_label_maps
 
 log = logging.getLogger(__name__)
 
@@ -126,4 +127,5 @@ def run(cfg: DictConfig) -> dict:
                "exp_times": settings["exp_times"], "bg_threshold": settings["bg_threshold"]}
     with stage_loggers(cfg, "make_sem_seg") as loggers:
         log_metrics(loggers, {f"sem_seg/{k}": v for k, v in metrics.items()})
+        show_label_maps(cfg, loggers, "make_sem_seg", "pseudo_mask", out_dir, cfg.data.eval_list)
     return metrics

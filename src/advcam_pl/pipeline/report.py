@@ -1,12 +1,13 @@
 """Summary tables from the metrics files the stages wrote (``cfg.artifacts.*_metrics``).
 
-A table is a label column and value columns, built from rows of ``(label, values)``; values are
-mIoU fractions printed as percentages (or numbers already in %, ``Column(scale=1)``), and a
-missing value prints ``-``. :func:`seed_method_table` is the demo's table (one row per seed
-method) and :func:`segmentation_table` its segmentation rows (DeepLab-v2 and the CCT runs);
-:func:`paper_table` is the paper-vs-ours table of ``make reproduce-weak``, :func:`semi_paper_table`
-that of ``make reproduce-semi``. A new result adds its paper numbers to :data:`PAPER` and its rows
-to a table builder.
+A table (:class:`Table`) is a label column and value columns, built from rows of ``(label,
+values)``; values are mIoU fractions printed as percentages (or numbers already in %,
+``Column(scale=1)``), and a missing value prints ``-``. :func:`seed_method_table` is the demo's table
+(one row per seed method) and :func:`segmentation_table` its segmentation rows (DeepLab-v2 and the CCT
+runs); :func:`paper_table` is the paper-vs-ours table of ``make reproduce-weak``,
+:func:`semi_paper_table` that of ``make reproduce-semi``. Each ``*_table`` prints the :class:`Table`
+of its ``*_summary``, which the drivers also log as a W&B table (:func:`advcam_pl.viz.stages.log_summary`).
+A new result adds its paper numbers to :data:`PAPER` and its rows to a table builder.
 """
 
 from __future__ import annotations
@@ -53,6 +54,28 @@ def format_table(label_header: str, columns: Sequence[Column], rows: Sequence[Ro
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Table:
+    """A summary table: what :func:`format_table` prints, and its :meth:`records` for a W&B table."""
+
+    label_header: str
+    columns: Sequence[Column]
+    rows: Sequence[Row]
+    label_width: int = 0
+    sep: str = " "
+
+    def text(self) -> str:
+        return format_table(self.label_header, self.columns, self.rows, label_width=self.label_width, sep=self.sep)
+
+    def records(self) -> tuple[list[str], list[list]]:
+        """``(headers, rows)``: the label, then each value in the printed unit (%) rounded to 0.01;
+        ``None`` where missing."""
+        headers = [self.label_header, *(c.header for c in self.columns)]
+        rows = [[label, *(None if v is None else round(c.scale * float(v), 2)
+                          for c, v in zip(self.columns, values, strict=True))] for label, values in self.rows]
+        return headers, rows
+
+
 def read_metrics(path: str | Path) -> dict:
     """The JSON a stage wrote at ``path``; ``{}`` while the stage has not run (or when the file
     cannot be parsed, which is logged: the table then shows ``-``)."""
@@ -84,6 +107,11 @@ SEED_METHOD_COLUMNS = (Column("seed"), Column("+CRF"), Column("mask"), Column("G
 
 
 def seed_method_table(cfgs: Mapping[str, DictConfig], reference_rows: Sequence[Row] = ()) -> str:
+    """:func:`seed_method_summary`, printed."""
+    return seed_method_summary(cfgs, reference_rows).text()
+
+
+def seed_method_summary(cfgs: Mapping[str, DictConfig], reference_rows: Sequence[Row] = ()) -> Table:
     """One row per seed method (label → the config its chain ran with): seed, seed + CRF and
     pseudo-mask mIoU on ``data.eval_list``, the same walk with ground-truth boundaries ("GT
     edges", the walk's ceiling), segmentation mIoU on ``data.val_list``; then ``reference_rows``
@@ -93,7 +121,7 @@ def seed_method_table(cfgs: Mapping[str, DictConfig], reference_rows: Sequence[R
         m = chain_metrics(cfg)
         rows.append((label, [m["cam"].get("seed_miou"), m["cam"].get("seed_crf_miou"),
                              m["mask"].get("miou"), m["walk"].get("miou"), m["seg"].get("miou")]))
-    return format_table("seeds", SEED_METHOD_COLUMNS, [*rows, *reference_rows], label_width=8)
+    return Table("seeds", SEED_METHOD_COLUMNS, [*rows, *reference_rows], label_width=8)
 
 
 def weak_chain_rows(cfg: DictConfig, m: Mapping[str, dict]) -> list[Row]:
@@ -121,8 +149,13 @@ def with_details(table: str, metrics: Mapping) -> str:
 
 
 def paper_table(cfg: DictConfig) -> str:
-    """The paper's weakly supervised numbers beside this run's (whatever metrics exist yet), then
-    the per-class val IoU in the paper's Table A1 layout and the test-server archive, if written."""
+    """:func:`paper_summary`, then the per-class val IoU in the paper's Table A1 layout and the
+    test-server archive, if written."""
+    return with_details(paper_summary(cfg).text(), chain_metrics(cfg)["seg"])
+
+
+def paper_summary(cfg: DictConfig) -> Table:
+    """The paper's weakly supervised numbers beside this run's (whatever metrics exist yet)."""
     m = chain_metrics(cfg)
     seg = m["seg"]
     rows = [
@@ -130,7 +163,7 @@ def paper_table(cfg: DictConfig) -> str:
         (f"DeepLab-v2 + CRF ({seg.get('split', cfg.data.val_list)})", [PAPER["val"], seg.get("miou")]),
         ("DeepLab-v2 (test server)", [PAPER["test"], None]),
     ]
-    return with_details(format_table("mIoU (%)", PAPER_COLUMNS, rows, sep="  "), seg)
+    return Table("mIoU (%)", PAPER_COLUMNS, rows, sep="  ")
 
 
 def crf_mious(metrics: Mapping) -> tuple[float | None, float | None]:
@@ -151,9 +184,14 @@ def semi_label(cfg: DictConfig) -> str:
 
 
 def semi_paper_table(cfg: DictConfig) -> str:
+    """:func:`semi_paper_summary`, then Table A1 and the test-server archive, if written."""
+    return with_details(semi_paper_summary(cfg).text(), read_metrics(cfg.artifacts.semi_metrics))
+
+
+def semi_paper_summary(cfg: DictConfig) -> Table:
     """The paper's semi-supervised numbers beside this run's: the weak chain's seeds and pseudo masks,
     CCT multi-scale + flip without and with the CRF, the test server, and CCT's own result to
-    compare with; then Table A1 and the test-server archive, if written."""
+    compare with."""
     m = chain_metrics(cfg)
     semi = read_metrics(cfg.artifacts.semi_metrics)
     no_crf, with_crf = crf_mious(semi)
@@ -165,14 +203,19 @@ def semi_paper_table(cfg: DictConfig) -> str:
         (f"{label} (test server)", [PAPER["semi_test"], None]),
         ("CCT, its own weak labels (CCT paper)", [PAPER["cct_weak_val"], None]),
     ]
-    return with_details(format_table("mIoU (%)", PAPER_COLUMNS, rows, sep="  "), semi)
+    return Table("mIoU (%)", PAPER_COLUMNS, rows, sep="  ")
 
 
 SEGMENTATION_COLUMNS = (Column("MS"), Column("MS+CRF", width=7))
 
 
 def segmentation_table(rows: Mapping[str, Mapping]) -> str:
+    """:func:`segmentation_summary`, printed."""
+    return segmentation_summary(rows).text()
+
+
+def segmentation_summary(rows: Mapping[str, Mapping]) -> Table:
     """One row per segmentation network (label → its ``eval_seg`` / ``eval_semi`` metrics): val mIoU
     of the multi-scale + flip prediction without and with the dense CRF."""
-    return format_table("segmentation", SEGMENTATION_COLUMNS,
-                        [(label, list(crf_mious(metrics))) for label, metrics in rows.items()], sep="  ")
+    return Table("segmentation", SEGMENTATION_COLUMNS,
+                 [(label, list(crf_mious(metrics))) for label, metrics in rows.items()], sep="  ")

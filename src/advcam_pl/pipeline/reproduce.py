@@ -31,13 +31,17 @@ from omegaconf import DictConfig
 
 import advcam_pl.pipeline as pipeline
 from advcam_pl.config import compose_config
-from advcam_pl.pipeline.report import paper_table, semi_paper_table
+from advcam_pl.pipeline.report import Table, paper_summary, paper_table, semi_paper_summary, semi_paper_table
+from advcam_pl.viz.stages import log_summary
 
 log = logging.getLogger(__name__)
 
 
 # experiment → its summary table (the paper's numbers beside ours)
 SUMMARIES: dict[str, Callable[[DictConfig], str]] = {"reproduce_weak": paper_table, "reproduce_semi": semi_paper_table}
+# the same tables' rows, for the loggers (a W&B table)
+SUMMARY_TABLES: dict[str, Callable[[DictConfig], Table]] = {"reproduce_weak": paper_summary,
+                                                            "reproduce_semi": semi_paper_summary}
 
 
 def compose_reproduction(voc_root: str | Path, overrides: Sequence[str] = (),
@@ -103,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     pipeline.run_pipeline(cfg)
     print(SUMMARIES[args.experiment](cfg))
+    log_summary(cfg, args.experiment, SUMMARY_TABLES[args.experiment](cfg))
     return 0
 
 

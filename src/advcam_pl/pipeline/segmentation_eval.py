@@ -40,6 +40,7 @@ from advcam_pl.io import atomic_save_json, png_is_complete
 from advcam_pl.pipeline.common import build_trainer, data_root, is_fresh, log_metrics, stage_loggers
 from advcam_pl.pipeline.provenance import Provenance, file_identity, flatten, settings_of
 from advcam_pl.training.callbacks import SegmentationWriter
+from advcam_pl.viz.stages import show_iou, show_label_maps
 
 log = logging.getLogger(__name__)
 
@@ -219,4 +220,6 @@ def evaluate(cfg: DictConfig, target: EvalTarget, model: pl.LightningModule, row
                               if k in ("miou", "miou_no_crf", "num_images")})
         log_metrics(loggers, {f"{target.stage}/iou/{n}": v for n, v in metrics["per_class_iou"].items()
                               if v is not None})
+        show_label_maps(cfg, loggers, target.stage, "prediction", dirs["val"], cfg.data.val_list)
+        show_iou(cfg, loggers, target.stage, metrics)
     return metrics
