@@ -10,6 +10,7 @@ folder record and settings (otherwise it is computed again).
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -96,6 +97,11 @@ def run(cfg: DictConfig) -> dict:
                               if k in ("seed_miou", "best_threshold", "seed_crf_miou")},
                     step=len(sweep["thresholds"]))
     return metrics
+
+
+def recorded_metrics(cfg: DictConfig) -> dict:
+    """The metrics a finished run wrote (``cfg.artifacts.cam_metrics``): what a skipped run returns."""
+    return json.loads(Path(cfg.artifacts.cam_metrics).read_text())
 
 
 def is_done(cfg: DictConfig) -> bool:
