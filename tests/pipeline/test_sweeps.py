@@ -112,7 +112,6 @@ def test_a_multirun_without_dash_m_and_a_command_line_sweep_replaces_the_values(
 
 
 def test_the_optuna_sweep_composes_and_tunes_lambda_tau_and_steps(compose_cfg):
-    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="hydra-optuna-sweeper (a dependency) missing")
     from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
     from optuna.distributions import CategoricalDistribution
 
@@ -170,8 +169,21 @@ def fake_sweep(tmp_path: Path, compose_cfg, values=(0.0, 3.0, 7.0), mious=(0.41,
     return sweep_dir
 
 
-def check_notebook_format(report: dict) -> None:
+def notebook_load_sweep():
+    """``load_sweep`` of notebooks/sweep_report.ipynb, the reader the report is written for."""
+    cells = json.loads((CONFIG_DIR.parent / "notebooks" / "sweep_report.ipynb").read_text())["cells"]
+    (source,) = ["".join(c["source"]) for c in cells if c["cell_type"] == "code" and "def load_sweep" in "".join(c["source"])]
+    namespace: dict = {}
+    exec(compile(source, "sweep_report.ipynb", "exec"), namespace)
+    return namespace["load_sweep"]
+
+
+def check_notebook_format(report: dict, tmp_path: Path | None = None) -> None:
     """What notebooks/sweep_report.ipynb's load_sweep requires, and nothing but its three keys."""
+    if tmp_path is not None and (CONFIG_DIR.parent / "notebooks").is_dir():  # a checkout, not an install
+        path = tmp_path / "notebook_input.json"
+        path.write_text(json.dumps(report))
+        assert notebook_load_sweep()(path) == report
     assert set(report) == {"knob", "points", "baseline_cam_miou"}
     assert isinstance(report["knob"], str) and isinstance(report["points"], list)
     for point in report["points"]:
@@ -182,7 +194,7 @@ def test_the_report_collects_the_points_in_sweep_order_with_the_cam_baseline(tmp
     sweep_dir = fake_sweep(tmp_path, compose_cfg)
     eval_cam_metrics(tmp_path / "metrics" / "eval_cam.json", "cam", 0.39)
     report = report_from_sweep_dir(sweep_dir)
-    check_notebook_format(report)
+    check_notebook_format(report, tmp_path)
     assert report["knob"] == "lam" and report["baseline_cam_miou"] == 0.39
     assert [(p["value"], p["seed_miou"]) for p in report["points"]] == [(0.0, 0.41), (3.0, 0.47), (7.0, 0.52)]
     assert report["points"][2]["cam_name"] == "advcam_T27_xi0.08_lam7.0_tau0.5_supTrue"
@@ -214,7 +226,7 @@ def test_table2_points_carry_their_labels_and_plot_as_categories(tmp_path, compo
         eval_cam_metrics(Path(cfg.artifacts.cam_metrics), cfg.cam.name, 0.4 + 0.01 * job)
         write_point(cfg, sweep_dir / str(job))
     report = report_from_sweep_dir(sweep_dir)
-    check_notebook_format(report)
+    check_notebook_format(report, tmp_path)
     assert [p["value"] for p in report["points"]] == list(TABLE2)
     _, png_path = write_report(report, sweep_dir)
     assert png_path.is_file() and png_path.name == "sweep_regulariser.png"
