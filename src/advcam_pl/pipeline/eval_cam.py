@@ -5,7 +5,8 @@ writes ``cfg.artifacts.cam_metrics`` (best threshold, whole curve, per-class IoU
 With ``cfg.eval_cam.crf`` also the seed + dense CRF at the best threshold (``cfg.irn.crf``,
 ``cfg.irn.num_workers`` processes). Images recorded as skipped in the CAM folder are left out and
 listed (``skipped_ids``). Done while the JSON is newer than the maps and was made from the same CAM
-folder record and settings (otherwise it is computed again).
+folder record and settings (otherwise it is computed again); a skipped run returns that JSON
+(:func:`recorded_metrics`), so a sweeper still reads its ``objective``, the seed mIoU.
 """
 
 from __future__ import annotations
