@@ -8,8 +8,10 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 DEMO_DIR ?= outputs/demo
 VOC_ROOT ?=
 ARGS ?=
+SWEEP ?= fig6_lambda
+POINTS ?=
 
-.PHONY: help setup test demo lint bench gpu-check reproduce-weak reproduce-semi clean
+.PHONY: help setup test demo lint bench gpu-check reproduce-weak reproduce-semi sweep clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -50,6 +52,14 @@ reproduce-weak: setup  ## the paper's weak chain on a real VOC tree: make reprod
 reproduce-semi: setup  ## the weak chain up to the pseudo masks, then CCT on them: make reproduce-semi VOC_ROOT=/path/to/VOC2012 [ARGS="..."]
 	@if [ -z "$(VOC_ROOT)" ]; then echo "usage: make reproduce-semi VOC_ROOT=/path/to/VOCdevkit/VOC2012 [ARGS='hydra overrides']"; exit 2; fi
 	$(BIN)/python -m advcam_pl.pipeline.reproduce --experiment reproduce_semi --voc-root "$(VOC_ROOT)" $(ARGS)
+
+# The CAM baseline first (it also trains the classifier that every point shares), then the multirun.
+# Without VOC_ROOT: the demo's synthetic data and settings (experiment=demo), on CPU.
+SWEEP_DATA = $(if $(VOC_ROOT),data.root=$(VOC_ROOT),experiment=demo)
+sweep: setup  ## AdvCAM's knobs as in Fig. 6 / Table 2: make sweep SWEEP=fig6_lambda [VOC_ROOT=...] [POINTS="cam.climb.lam=0.0,7.0"] [ARGS="..."]
+	@if [ ! -f conf/sweep/$(SWEEP).yaml ]; then echo "unknown SWEEP=$(SWEEP); one of: $$(ls conf/sweep/*.yaml | xargs -n1 basename | sed 's/.yaml//' | grep -v baseline_cam | tr '\n' ' ')"; exit 2; fi
+	$(BIN)/python -m advcam_pl sweep=baseline_cam $(SWEEP_DATA) $(ARGS)
+	$(BIN)/python -m advcam_pl -m sweep=$(SWEEP) $(SWEEP_DATA) $(ARGS) $(POINTS)
 
 clean:  ## remove outputs (keeps .venv)
 	rm -rf outputs logs .pytest_cache

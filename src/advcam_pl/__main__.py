@@ -13,8 +13,10 @@ def main(cfg: DictConfig) -> float | None:
     from advcam_pl.pipeline import run_pipeline
 
     results = run_pipeline(cfg)
-    # A sweeper optimises the last stage's headline metric, when it has one.
-    return results[-1].metrics.get("objective") if results else None
+    # A sweeper (Optuna) optimises the last stage's headline metric, when it has one; a skipped
+    # evaluation stage returns its recorded metrics, objective included.
+    objective = results[-1].metrics.get("objective") if results else None
+    return None if objective is None else float(objective)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Each stage module has ``run(cfg) -> dict`` (its metrics; ``"objective"`` is the headline number
 a sweeper optimises) and ``is_done(cfg) -> bool`` (its outputs are complete and were made with this
-config's settings and inputs, so a re-run may skip it). Stages talk only through the files named in
+config's settings and inputs, so a re-run may skip it); an evaluation stage may also have
+``recorded_metrics(cfg) -> dict``, what a skipped run returns besides ``"skipped"``. Stages talk only through the files named in
 ``cfg.artifacts``. Every driver (``python -m advcam_pl``, ``advcam_pl.demo``,
 ``pipeline.reproduce``) composes a config and calls :func:`run_pipeline`, which first checks the
 config (:mod:`advcam_pl.config_checks`), then runs the stages with SIGTERM/SIGINT turned into a
@@ -60,14 +61,16 @@ def run_stage(name: str, cfg: DictConfig, skip_done: bool | None = None) -> dict
     skip_done = cfg.get("skip_done", True) if skip_done is None else skip_done
     if skip_done and not overwrites(cfg, name) and module.is_done(cfg):
         log.info("stage %s: outputs complete, skipped", name)
-        return {"skipped": True}
+        # an evaluation stage hands back what it recorded, so a sweeper still gets the objective
+        recorded = getattr(module, "recorded_metrics", None)
+        return {**(recorded(cfg) if recorded else {}), "skipped": True}
     log.info("stage %s: running", name)
     return module.run(cfg) or {}
 
 
 class StageResult(NamedTuple):
     stage: str
-    metrics: dict  # what run(cfg) returned, or {"skipped": True}
+    metrics: dict  # what run(cfg) returned, or {"skipped": True} (+ the recorded metrics)
     seconds: float  # wall time, skipping included
 
 

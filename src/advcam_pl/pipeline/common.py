@@ -40,13 +40,14 @@ def data_root(cfg: DictConfig) -> Path:
     return root
 
 
-def instantiate_loggers(cfg: DictConfig, stage: str) -> list:
-    """The loggers of ``cfg.logger`` (a dict of ``_target_`` configs; empty for none)."""
+def instantiate_loggers(cfg: DictConfig, stage: str, save_dir: str | Path | None = None) -> list:
+    """The loggers of ``cfg.logger`` (a dict of ``_target_`` configs; empty for none); ``save_dir``
+    replaces their configured folder (outside a Hydra job, where ``paths.output_dir`` is unset)."""
     loggers = []
     for name, conf in (cfg.get("logger") or {}).items():
         if conf is None or "_target_" not in conf:
             continue
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {} if save_dir is None else {"save_dir": str(save_dir)}
         if "WandbLogger" in conf._target_:
             kwargs["name"] = f"{cfg.task_name}-{stage}"
             kwargs["group"] = cfg.task_name
@@ -72,9 +73,9 @@ def finish_loggers(loggers: Sequence) -> None:
 
 
 @contextmanager
-def stage_loggers(cfg: DictConfig, stage: str) -> Iterator[list]:
+def stage_loggers(cfg: DictConfig, stage: str, save_dir: str | Path | None = None) -> Iterator[list]:
     """``with stage_loggers(cfg, "train_cam") as loggers:`` — always closes them."""
-    loggers = instantiate_loggers(cfg, stage)
+    loggers = instantiate_loggers(cfg, stage, save_dir)
     try:
         yield loggers
     finally:

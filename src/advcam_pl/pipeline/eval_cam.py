@@ -5,11 +5,13 @@ writes ``cfg.artifacts.cam_metrics`` (best threshold, whole curve, per-class IoU
 With ``cfg.eval_cam.crf`` also the seed + dense CRF at the best threshold (``cfg.irn.crf``,
 ``cfg.irn.num_workers`` processes). Images recorded as skipped in the CAM folder are left out and
 listed (``skipped_ids``). Done while the JSON is newer than the maps and was made from the same CAM
-folder record and settings (otherwise it is computed again).
+folder record and settings (otherwise it is computed again); a skipped run returns that JSON
+(:func:`recorded_metrics`), so a sweeper still reads its ``objective``, the seed mIoU.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,6 +100,11 @@ def run(cfg: DictConfig) -> dict:
                     step=len(sweep["thresholds"]))
         show_eval_cam(cfg, loggers, metrics, ids)
     return metrics
+
+
+def recorded_metrics(cfg: DictConfig) -> dict:
+    """The metrics a finished run wrote (``cfg.artifacts.cam_metrics``): what a skipped run returns."""
+    return json.loads(Path(cfg.artifacts.cam_metrics).read_text())
 
 
 def is_done(cfg: DictConfig) -> bool:
