@@ -96,6 +96,12 @@ IGNORED = ("cam.name", "cam.batch_size", "cam.analysis", "cam.analysis_split", "
 ARCHITECTURE = ("arch", "depth", "output_stride", "num_classes")
 
 
+def provenance(cfg: DictConfig) -> Provenance:
+    return Provenance("make_cam", Path(cfg.artifacts.cam_dir), settings_of(cfg, ["cam", "data.name"], IGNORED),
+                      {"cam_ckpt": file_identity(cfg.artifacts.cam_ckpt)}, keep_both="a new cam.name",
+                      patterns=(f"*{CAM_SUFFIX}",), companions=[analysis_path(cfg)])
+
+
 def classifier_class(module: DictConfig) -> type:
     """The LightningModule class of ``cfg.classifier.module`` (its ``_target_``): a
     :class:`~advcam_pl.models.cam_training.CAMTrainingModule`."""
