@@ -1,6 +1,5 @@
 """TorchvisionCAMClassifier: torchvision's MobileNetV2 as a CAM classifier through the adapter."""
 
-import urllib.error
 
 import pytest
 import pytorch_lightning as pl
@@ -8,7 +7,6 @@ import torch
 import torchvision
 from torch import nn
 from torch.utils.data import DataLoader
-from torchvision.models._api import WeightsEnum
 from torchvision.ops import FrozenBatchNorm2d
 
 from advcam_pl.errors import ArchitectureMismatchError
@@ -30,14 +28,6 @@ def calibrated(model: TorchvisionCAMClassifier) -> TorchvisionCAMClassifier:
     with torch.no_grad():
         model.train()(torch.randn((8, 3, 64, 64), generator=torch.Generator().manual_seed(3)))
     return model.eval()
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    def no_network(self, *args, **kwargs):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(WeightsEnum, "get_state_dict", no_network)
 
 
 @torch.no_grad()

@@ -194,28 +194,37 @@ def _shared_copy(module: nn.Module, **attrs) -> nn.Module:
     return twin
 
 
+def _with_convs(module: nn.Module, conv_copy: Callable[[nn.Conv2d], nn.Conv2d]) -> nn.Module:
+    """``module`` with each ``nn.Conv2d`` replaced by ``conv_copy(conv)`` (the conv itself or a
+    :func:`_shared_copy` of it), through shallow copies of the containers on the way."""
+    if isinstance(module, nn.Conv2d):
+        return conv_copy(module)
+    if not module._modules:
+        return module
+    twin = _shared_copy(module)
+    for name, child in module._modules.items():
+        if child is not None:
+            twin._modules[name] = _with_convs(child, conv_copy)
+    return twin
+
+
+def _dilated(conv: nn.Conv2d, dilation: int) -> nn.Conv2d:
+    k = conv.kernel_size
+    return _shared_copy(conv, dilation=(dilation, dilation), padding=tuple(dilation * (s - 1) // 2 for s in k))
+
+
 def _stride1_copy(block: nn.Module, dilation: int) -> nn.Module:
     """``block`` with every strided conv at stride 1 (``dilation == 1``) or every spatial conv at
     ``dilation`` (padding kept "same"), parameters shared."""
 
-    def convert(module: nn.Module) -> nn.Module:
-        if isinstance(module, nn.Conv2d):
-            k = module.kernel_size
-            if dilation == 1 and module.stride != (1, 1):
-                return _shared_copy(module, stride=(1, 1))
-            if dilation > 1 and k != (1, 1):
-                return _shared_copy(module, dilation=(dilation, dilation),
-                                    padding=tuple(dilation * (s - 1) // 2 for s in k))
-            return module
-        if not module._modules:
-            return module
-        twin = _shared_copy(module)
-        for name, child in module._modules.items():
-            if child is not None:
-                twin._modules[name] = convert(child)
-        return twin
+    def convert(conv: nn.Conv2d) -> nn.Conv2d:
+        if dilation == 1 and conv.stride != (1, 1):
+            return _shared_copy(conv, stride=(1, 1))
+        if dilation > 1 and conv.kernel_size != (1, 1):
+            return _dilated(conv, dilation)
+        return conv
 
-    return convert(block)
+    return _with_convs(block, convert)
 
 
 def dilated_last_stage(layer: nn.Sequential) -> nn.Sequential:
@@ -252,20 +261,12 @@ def dilated_after_last_stride(features: nn.Module) -> nn.Module:
         if id(m) in later and m.padding != tuple((k - 1) // 2 for k in m.kernel_size):
             raise ValueError(f"a conv after the last stride is not 'same'-padded ({m}); cannot dilate it")
 
-    def convert(module: nn.Module) -> nn.Module:
-        if module is last:
-            return _shared_copy(module, stride=(1, 1))
-        if id(module) in later:
-            return _shared_copy(module, dilation=(2, 2), padding=tuple(k - 1 for k in module.kernel_size))
-        if isinstance(module, nn.Conv2d) or not module._modules:
-            return module
-        twin = _shared_copy(module)
-        for name, child in module._modules.items():
-            if child is not None:
-                twin._modules[name] = convert(child)
-        return twin
+    def convert(conv: nn.Conv2d) -> nn.Conv2d:
+        if conv is last:
+            return _shared_copy(conv, stride=(1, 1))
+        return _dilated(conv, 2) if id(conv) in later else conv
 
-    return convert(features)
+    return _with_convs(features, convert)
 
 
 def _torchvision_parts(model: nn.Module, output_stride: int | None) -> tuple[FeatureFn, nn.Module, str]:
