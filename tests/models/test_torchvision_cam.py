@@ -133,3 +133,15 @@ def test_checkpoint_round_trip_and_class_mismatch(tmp_path, offline):
     with pytest.raises(ArchitectureMismatchError, match=r"another network class than the configured CAMClassifier "
                                                         r"\(its hyper-parameters arch='mobilenet_v2'"):
         load_classifier(path, {"depth": 18})
+
+
+def test_its_checkpoint_is_no_resnet_backbone_for_init_from_cam(tmp_path):
+    from advcam_pl.models.resnet import ResNet
+    from advcam_pl.models.weights import load_backbone_weights
+
+    model = TorchvisionCAMClassifier(pretrained=None, norm="batch")
+    path = tmp_path / "cam_classifier.ckpt"
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": dict(model.hparams)}, path)
+    with pytest.raises(ArchitectureMismatchError, match=r"holds a mobilenet_v2 classifier .*not a ResNet-18 "
+                                                        r"backbone.*irn\.init_from_cam=false"):
+        load_backbone_weights(ResNet(18), path, 18, "IRN")

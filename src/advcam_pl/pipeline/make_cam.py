@@ -11,8 +11,8 @@ because finished ids are left out. AdvCAM's knobs are ``cam.climb``, which insta
 
 The classifier checkpoint is read as data only, as the class of ``cfg.classifier.module._target_``
 (``CAMClassifier``, ``TorchvisionCAMClassifier``), and must match ``cfg.classifier.module`` (depth or
-arch, output stride, number of classes) with finite weights. The CAM files are recorded as made by this checkpoint (its
-SHA-256) and these ``cfg.cam`` settings (:mod:`advcam_pl.pipeline.provenance`): other settings are
+arch, output stride, number of classes) with finite weights. The CAM files are recorded as made by
+this checkpoint (its SHA-256) and these ``cfg.cam`` settings (:mod:`advcam_pl.pipeline.provenance`): other settings are
 refused, naming the changed keys. A truncated CAM file is made again; a non-finite map is an error
 naming the image. With ``data.skip_bad``, unreadable images are left out and recorded in
 ``cam_dir/skipped.json`` for the later stages.
