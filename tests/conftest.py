@@ -99,3 +99,16 @@ def killed_writer_temp() -> Callable[[Path], Path]:
         return target.with_name(temp_prefix(target).replace(f"-{os.getpid()}.", f"-{proc.pid}.") + "k3j2h1g0.tmp")
 
     return temp
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """torchvision's weight downloads fail as they do without a network."""
+    import urllib.error
+
+    from torchvision.models._api import WeightsEnum
+
+    def no_network(self, *args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(WeightsEnum, "get_state_dict", no_network)

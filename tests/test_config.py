@@ -6,8 +6,10 @@ from omegaconf import OmegaConf
 from advcam_pl.config import CONFIG_DIR
 from advcam_pl.config_checks import config_errors
 
-# experiment_cam is not a choice: the root config picks <experiment>_<cam>.yaml from it itself.
-GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir() if p.is_dir() and p.name not in ("hydra", "experiment_cam"))
+# experiment_cam / experiment_classifier are not choices: the root config picks
+# <experiment>_<cam>.yaml / <experiment>_<classifier>.yaml from them itself.
+GROUPS = sorted(p.name for p in CONFIG_DIR.iterdir()
+                if p.is_dir() and p.name not in ("hydra", "experiment_cam", "experiment_classifier"))
 
 
 def options(group):
@@ -33,6 +35,27 @@ def test_every_experiment_cam_file_names_an_experiment_and_a_cam_option(name, co
     cfg = compose_cfg("data.root=/voc", f"experiment={experiment}", f"cam={cam}", return_hydra_config=True)
     assert cfg.hydra.runtime.choices["experiment_cam@cam"] == name
     assert cfg.cam.name == cam
+
+
+@pytest.mark.parametrize("name", options("experiment_classifier"))
+def test_every_experiment_classifier_file_names_an_experiment_and_a_classifier(name, compose_cfg):
+    pairs = [(e, c) for e in options("experiment") for c in options("classifier") if name == f"{e}_{c}"]
+    assert len(pairs) == 1, f"experiment_classifier/{name}.yaml: expected <experiment>_<classifier>.yaml"
+    experiment, classifier = pairs[0]
+    cfg = compose_cfg("data.root=/voc", f"experiment={experiment}", f"classifier={classifier}",
+                      return_hydra_config=True)
+    assert cfg.hydra.runtime.choices["experiment_classifier@classifier"] == name
+    assert cfg.classifier.name == classifier
+
+
+def test_the_demo_trains_mobilenet_v2_from_scratch_and_the_default_from_imagenet(compose_cfg):
+    demo = compose_cfg("experiment=demo", "classifier=mobilenet_v2").classifier
+    assert demo.module._target_ == "advcam_pl.models.torchvision_cam.TorchvisionCAMClassifier"
+    assert demo.module.pretrained is None and demo.module.norm == "batch" and demo.module.output_stride == 16
+    assert demo.train.crop_size == 128 and demo.train.max_epochs == 15  # the demo's crops, the demo's schedule
+    voc = compose_cfg("classifier=mobilenet_v2").classifier
+    assert voc.module.pretrained == "imagenet" and voc.module.norm == "frozen" and voc.train.crop_size == 512
+    assert compose_cfg("experiment=demo").classifier.module.depth == 18  # the ResNet-18 demo unchanged
 
 
 def test_the_demo_experiment_sets_advcams_steps_and_leaves_plain_cam_alone(compose_cfg):

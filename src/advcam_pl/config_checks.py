@@ -119,6 +119,8 @@ RULES: dict[str, Rule] = {
     "eval_cam.crf": BOOL,
     # classifier
     "classifier.module.depth": DEPTH,
+    "classifier.module.arch": Rule(lambda v: isinstance(v, str) and v != "", "a torchvision model name"),
+    "classifier.module.output_stride": choice(16, 32),
     "classifier.module.num_classes": POSITIVE_INT,
     "classifier.module.norm": choice("frozen", "batch"),
     "classifier.module.lr": RATE,

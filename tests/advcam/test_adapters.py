@@ -108,8 +108,9 @@ def test_adapter_logits_equal_the_models(name):
         assert relative_error(adapted(x), model(x)) < 1e-5
 
 
-def test_fast_equals_reference_on_an_adapted_model():
-    adapted = as_cam_model(resnet18(), output_stride=16)
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_fast_equals_reference_on_an_adapted_model_at_stride_16(name):
+    adapted = as_cam_model(CASES[name][0](), output_stride=16)
     x = image(48, seed=2)
     fast = adv_climb(adapted, x, [1, 4], impl="fast", **CLIMB)
     reference = adv_climb(adapted, x, [1, 4], impl="reference", **CLIMB)
@@ -162,6 +163,28 @@ def test_output_stride_16_on_a_basic_block_resnet_matches_a_hand_dilated_copy():
         model.layer4[1].conv2.weight.mul_(2)  # the adapter follows the user's weights
         assert relative_error(adapted.features(x), got) > 1e-3
     assert model.layer4[0].conv1.stride == (2, 2) and model.layer4[1].conv1.dilation == (1, 1)
+
+
+def test_output_stride_16_on_mobilenet_v2_is_the_a_trous_network_on_shared_weights():
+    """DeepLab's rule (last strided conv at stride 1, later spatial convs dilated by 2): without
+    global pooling inside the features (MobileNetV2 has none), the stride-16 map sampled at every
+    other position is exactly the stride-32 map."""
+    model = mobilenet_v2()
+    adapted = as_cam_model(model, output_stride=16)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        got, native = adapted.features(x), model.features(x)
+        assert got.shape == (2, 1280, 4, 4) and native.shape == (2, 1280, 2, 2)
+        assert relative_error(got[:, :, ::2, ::2], native) < 1e-5
+        assert relative_error(got[:, :, 1::2, 1::2], native) > 1e-2  # new positions, not copies
+        assert relative_error(adapted(x), model(x)) > 1e-3  # the logits now pool the finer map
+    # the user's model keeps its stride, and the adapter holds no parameter of its own
+    assert model.features[14].conv[1][0].stride == (2, 2)
+    assert all(m.dilation == (1, 1) for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert {id(p) for p in adapted.parameters()} == {id(p) for p in model.parameters()}
+    with torch.no_grad():
+        model.features[16].conv[1][0].weight.mul_(2)  # the adapter follows the user's weights
+        assert relative_error(adapted.features(x), got) > 1e-3
 
 
 class TinyTimmLike(nn.Module):
@@ -257,8 +280,9 @@ def test_a_resnet_whose_forward_is_not_avgpool_then_fc_is_caught_by_the_probe():
 def test_unknown_models_and_bad_options_are_named():
     with pytest.raises(TypeError, match="as_cam_model does not know Sequential"):
         as_cam_model(nn.Sequential(nn.Conv2d(3, 4, 1)))
-    with pytest.raises(ValueError, match="output_stride=16 is supported for ResNet-family models only, not MobileNetV2"):
-        as_cam_model(mobilenet_v2(), output_stride=16)
+    with pytest.raises(ValueError, match="output_stride=16 is supported for the ResNet family, MobileNetV2 and "
+                                         "EfficientNet, not DenseNet"):
+        as_cam_model(torchvision.models.densenet121(weights=None, num_classes=NUM_CLASSES), output_stride=16)
     with pytest.raises(ValueError, match="output_stride must be None, 16 or 32"):
         as_cam_model(resnet18(), output_stride=8)
     adapted = as_cam_model(nn.Conv2d(3, 7, 3), nn.Linear(4, NUM_CLASSES))

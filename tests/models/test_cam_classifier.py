@@ -1,6 +1,5 @@
 """CAMClassifier: shapes, what is frozen, the optimiser, weight loading and checkpoints."""
 
-import urllib.error
 
 import pytest
 import pytorch_lightning as pl
@@ -50,14 +49,6 @@ def resnet18_file(tmp_path):
     path = tmp_path / "resnet18.pth"
     torch.save(torchvision.models.resnet18().state_dict(), path)
     return path
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    def no_network(self, *args, **kwargs):
-        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr(WeightsEnum, "get_state_dict", no_network)
 
 
 @torch.no_grad()

@@ -33,7 +33,9 @@ blocks after the first — the layer torchvision builds with ``replace_stride_wi
 False, True]`` — through shallow copies of those modules that share every parameter and buffer
 with the user's model; the user's ``layer4`` keeps its stride. (The official CAM network instead
 trains ``layer4`` at stride 1 without dilation; on a classifier trained at stride 32 the dilated
-layer sees the receptive field the weights were trained for.)
+layer sees the receptive field the weights were trained for.) MobileNetV2 and EfficientNet (stride 32)
+take ``output_stride=16`` the same way, as DeepLab runs MobileNetV2: their last strided conv at
+stride 1 and every later spatial conv dilated by 2 (:func:`dilated_after_last_stride`).
 """
 
 from __future__ import annotations
@@ -192,28 +194,37 @@ def _shared_copy(module: nn.Module, **attrs) -> nn.Module:
     return twin
 
 
+def _with_convs(module: nn.Module, conv_copy: Callable[[nn.Conv2d], nn.Conv2d]) -> nn.Module:
+    """``module`` with each ``nn.Conv2d`` replaced by ``conv_copy(conv)`` (the conv itself or a
+    :func:`_shared_copy` of it), through shallow copies of the containers on the way."""
+    if isinstance(module, nn.Conv2d):
+        return conv_copy(module)
+    if not module._modules:
+        return module
+    twin = _shared_copy(module)
+    for name, child in module._modules.items():
+        if child is not None:
+            twin._modules[name] = _with_convs(child, conv_copy)
+    return twin
+
+
+def _dilated(conv: nn.Conv2d, dilation: int) -> nn.Conv2d:
+    k = conv.kernel_size
+    return _shared_copy(conv, dilation=(dilation, dilation), padding=tuple(dilation * (s - 1) // 2 for s in k))
+
+
 def _stride1_copy(block: nn.Module, dilation: int) -> nn.Module:
     """``block`` with every strided conv at stride 1 (``dilation == 1``) or every spatial conv at
     ``dilation`` (padding kept "same"), parameters shared."""
 
-    def convert(module: nn.Module) -> nn.Module:
-        if isinstance(module, nn.Conv2d):
-            k = module.kernel_size
-            if dilation == 1 and module.stride != (1, 1):
-                return _shared_copy(module, stride=(1, 1))
-            if dilation > 1 and k != (1, 1):
-                return _shared_copy(module, dilation=(dilation, dilation),
-                                    padding=tuple(dilation * (s - 1) // 2 for s in k))
-            return module
-        if not module._modules:
-            return module
-        twin = _shared_copy(module)
-        for name, child in module._modules.items():
-            if child is not None:
-                twin._modules[name] = convert(child)
-        return twin
+    def convert(conv: nn.Conv2d) -> nn.Conv2d:
+        if dilation == 1 and conv.stride != (1, 1):
+            return _shared_copy(conv, stride=(1, 1))
+        if dilation > 1 and conv.kernel_size != (1, 1):
+            return _dilated(conv, dilation)
+        return conv
 
-    return convert(block)
+    return _with_convs(block, convert)
 
 
 def dilated_last_stage(layer: nn.Sequential) -> nn.Sequential:
@@ -227,6 +238,37 @@ def dilated_last_stage(layer: nn.Sequential) -> nn.Sequential:
     return nn.Sequential(_stride1_copy(blocks[0], 1), *(_stride1_copy(b, 2) for b in blocks[1:]))
 
 
+# Families whose ``features`` is a plain stack of conv blocks, the last stride ending the last
+# stage: DeepLab's output stride 16 for MobileNetV2 (and the same rule for EfficientNet).
+_DILATABLE_FEATURES = ("MobileNetV2", "EfficientNet")
+
+
+def dilated_after_last_stride(features: nn.Module) -> nn.Module:
+    """``features`` at half the output stride, as shared-weight copies: its last strided conv at
+    stride 1, every later spatial conv dilated by 2 (padding kept "same") — the rule of
+    :func:`dilated_last_stage` (DeepLab's ``output_stride=16``) for a network whose last stage is
+    not one module. The convs must run in the order they are registered (true of
+    ``nn.Sequential`` stacks such as MobileNetV2's and EfficientNet's ``features``)."""
+    convs = [m for m in features.modules() if isinstance(m, nn.Conv2d)]
+    strided = [i for i, m in enumerate(convs) if m.stride != (1, 1)]
+    if not strided:
+        raise ValueError("the feature extractor has no strided conv to remove")
+    if any(m.dilation != (1, 1) for m in convs):
+        raise ValueError("the feature extractor is already dilated; output_stride=16 expects it at stride 32")
+    last = convs[strided[-1]]
+    later = {id(m) for m in convs[strided[-1] + 1:] if m.kernel_size != (1, 1)}
+    for m in convs[strided[-1] + 1:]:
+        if id(m) in later and m.padding != tuple((k - 1) // 2 for k in m.kernel_size):
+            raise ValueError(f"a conv after the last stride is not 'same'-padded ({m}); cannot dilate it")
+
+    def convert(conv: nn.Conv2d) -> nn.Conv2d:
+        if conv is last:
+            return _shared_copy(conv, stride=(1, 1))
+        return _dilated(conv, 2) if id(conv) in later else conv
+
+    return _with_convs(features, convert)
+
+
 def _torchvision_parts(model: nn.Module, output_stride: int | None) -> tuple[FeatureFn, nn.Module, str]:
     """``(features, linear head, family)`` of a torchvision classifier, or a clear error."""
     name = type(model).__name__
@@ -236,8 +278,10 @@ def _torchvision_parts(model: nn.Module, output_stride: int | None) -> tuple[Fea
         if output_stride == 16:
             layer4 = dilated_last_stage(model.layer4)
         return _resnet_features(model, layer4), linear_of_head([fc], name), name
-    if output_stride is not None and output_stride != 32:
-        raise ValueError(f"output_stride={output_stride} is supported for ResNet-family models only, not {name}")
+    dilate = output_stride == 16
+    if dilate and not name.startswith(_DILATABLE_FEATURES):
+        raise ValueError(f"output_stride=16 is supported for the ResNet family, MobileNetV2 and EfficientNet, "
+                         f"not {name}")
     if hasattr(model, "trunk_output") and isinstance(fc, nn.Module):
         return _regnet_features(model), linear_of_head([fc], name), name
     if hasattr(model, "features") and isinstance(getattr(model, "classifier", None), nn.Module):
@@ -252,7 +296,7 @@ def _torchvision_parts(model: nn.Module, output_stride: int | None) -> tuple[Fea
         linear = linear_of_head(layers, name)
         if name.startswith("DenseNet"):
             return _densenet_features(model), linear, name
-        return model.features, linear, name
+        return (dilated_after_last_stride(model.features) if dilate else model.features), linear, name
     raise TypeError(
         f"as_cam_model does not know {name}: expected a torchvision ResNet/RegNet (fc), "
         f"EfficientNet/MobileNetV2/DenseNet (features + classifier), a timm-style model "
@@ -320,8 +364,10 @@ def as_cam_model(
             a feature extractor (module or callable) giving ``[B, K, h, w]``.
         head: the linear head of a generic pair: ``nn.Linear(K, C)``, a 1×1 ``nn.Conv2d``, or a
             ``Sequential`` of dropout/flatten/identity layers and one Linear.
-        output_stride: ``16`` runs a torchvision ResNet's ``layer4`` at stride 1 with dilation 2
-            (shared-weight copies; the user's model is not changed). ``None``/``32``: as built.
+        output_stride: ``16`` runs a torchvision ResNet's ``layer4`` at stride 1 with dilation 2,
+            or MobileNetV2's / EfficientNet's last strided conv at stride 1 and the later convs
+            dilated by 2 (shared-weight copies; the user's model is not changed). ``None``/``32``:
+            as built.
         verify: for models found by structure, check on a random probe that the adapter's
             logits (spatial mean of the maps + bias) equal the model's own.
         probe_size: ``(H, W)`` of the probe; large enough for a feature map of at least 2×2.
@@ -348,7 +394,7 @@ def as_cam_model(
         raise TypeError(f"as_cam_model needs an nn.Module (or a feature extractor and a head), got {type(model).__name__}")
     if isinstance(model, CAMAdapter) or has_cam_interface(model):
         if output_stride == 16:
-            raise ValueError("output_stride applies to torchvision ResNets; this model already has features()")
+            raise ValueError("output_stride applies to torchvision classifiers; this model already has features()")
         return model
 
     name = type(model).__name__

@@ -8,29 +8,26 @@ detach anything; the IRN training trick of cutting the gradient after ``layer2``
 
 Training follows IRN's ``step/train_cam.py``: multilabel soft margin loss, SGD with the backbone
 at ``lr`` and the classifier at ``lr * classifier_lr_mult``, polynomial decay per step
-(:mod:`advcam_pl.training.schedule`).
+(:class:`~advcam_pl.models.cam_training.CAMTrainingModule`, shared with
+:class:`~advcam_pl.models.torchvision_cam.TorchvisionCAMClassifier`).
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 
-import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torchmetrics.classification import MultilabelAveragePrecision
 from torchvision.ops import FrozenBatchNorm2d
 
+from advcam_pl.models.cam_training import CAMTrainingModule
 from advcam_pl.models.resnet import ResNet, set_requires_grad
 from advcam_pl.models.weights import load_backbone_weights
-from advcam_pl.training.schedule import poly_schedule, schedule_length
 
 NORM_LAYERS = {"frozen": FrozenBatchNorm2d, "batch": nn.BatchNorm2d}
 
 
-class CAMClassifier(pl.LightningModule):
+class CAMClassifier(CAMTrainingModule):
     """ResNet with strides (2, 2, 2, 1) (output stride 16), frozen BatchNorm (by default) and a
     frozen conv1 as in IRN, plus a bias-free 1×1 conv ``classifier``.
 
@@ -77,7 +74,7 @@ class CAMClassifier(pl.LightningModule):
         poly_interval: int = 1,
         allow_partial_init: bool = False,
     ):
-        super().__init__()
+        super().__init__(num_classes)
         pretrained = None if pretrained is None else os.fspath(pretrained)
         if norm not in NORM_LAYERS:
             raise ValueError(f"norm must be one of {sorted(NORM_LAYERS)}, got {norm!r}")
@@ -89,11 +86,6 @@ class CAMClassifier(pl.LightningModule):
 
         self.num_loaded_tensors = load_backbone_weights(self.backbone, pretrained, depth, "CAMClassifier",
                                                         allow_partial=allow_partial_init).loaded
-        self.val_ap = MultilabelAveragePrecision(num_labels=num_classes, average=None)
-
-    @property
-    def num_classes(self) -> int:
-        return self.classifier.out_channels
 
     def features(self, x: torch.Tensor, detach_stage2: bool = False) -> torch.Tensor:
         """``[B, 3, H, W]`` → layer4 output ``[B, K, ⌈H/16⌉, ⌈W/16⌉]`` (K = 2048 for ResNet-50,
@@ -111,54 +103,10 @@ class CAMClassifier(pl.LightningModule):
         pooled = self.features(x, detach_stage2).mean(dim=(2, 3), keepdim=True)
         return self.classifier(pooled).flatten(1)
 
-    def cam(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw class activation maps ``[B, num_classes, h, w]`` at stride 16 (no ReLU)."""
-        return F.conv2d(self.features(x), self.classifier.weight)
+    def training_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self(x, detach_stage2=self.hparams.detach_stage2)
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        logits = self(batch["image"], detach_stage2=self.hparams.detach_stage2)
-        loss = F.multilabel_soft_margin_loss(logits, batch["label"])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(logits))
-        return loss
-
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
-        logits = self(batch["image"])
-        labels = batch["label"]
-        loss = F.multilabel_soft_margin_loss(logits, labels)
-        self.val_ap.update(logits.sigmoid(), labels.long())
-        self.log("val/loss", loss, on_epoch=True, prog_bar=True, batch_size=len(logits))
-
-    def on_validation_epoch_end(self) -> None:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="No positive samples found")
-            ap = self.val_ap.compute()
-        self.val_ap.reset()
-        # torchmetrics scores a class without positives as AP 0 (macro averaging would count it);
-        # any class with a positive has AP > 0, so the mean runs over the classes present.
-        present = torch.isfinite(ap) & (ap > 0)
-        mean_ap = ap[present].mean() if present.any() else torch.tensor(float("nan"))
-        self.log("val/mAP", mean_ap, prog_bar=True)
-
-    def configure_optimizers(self):
-        hp = self.hparams
+    def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
         # Parameters cut off by detach_stage2 stay in the group, as in IRN: they get no gradient,
         # so SGD skips them (weight decay included).
-        backbone = [p for p in self.backbone.parameters() if p.requires_grad]
-        optimizer = torch.optim.SGD(
-            [
-                {"params": backbone, "lr": hp.lr},
-                {"params": list(self.classifier.parameters()), "lr": hp.lr * hp.classifier_lr_mult},
-            ],
-            lr=hp.lr,
-            momentum=hp.momentum,
-            weight_decay=hp.weight_decay,
-        )
-        schedule = poly_schedule(optimizer, schedule_length(self), hp.poly_power, hp.poly_interval)
-        return {"optimizer": optimizer, "lr_scheduler": schedule}
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        # The checkpoint holds the trained backbone: loading it must not fetch ImageNet weights again.
-        hparams = checkpoint.get(self.CHECKPOINT_HYPER_PARAMS_KEY)
-        if hparams is not None:
-            checkpoint[self.CHECKPOINT_HYPER_PARAMS_KEY] = {**hparams, "pretrained": None}
-            checkpoint["initial_weights"] = hparams.get("pretrained")
+        return [p for p in self.backbone.parameters() if p.requires_grad], list(self.classifier.parameters())

@@ -63,14 +63,21 @@ def imagenet_state_dict(depth: int) -> dict[str, torch.Tensor]:
     import torchvision.models as tvm
 
     weights = getattr(tvm, _TORCHVISION_WEIGHTS[depth]).IMAGENET1K_V1
+    return fetch_torchvision_weights(weights, f"ResNet-{depth}", f"resnet{depth}")
+
+
+def fetch_torchvision_weights(weights, label: str, stem: str) -> dict[str, torch.Tensor]:
+    """The state dict of a torchvision ``WeightsEnum`` member (from the torch hub cache, else
+    downloaded); offline, a :class:`WeightsUnavailableError` that says how to supply the file.
+    ``label``: the network's name for the message, ``stem``: the file name it suggests."""
     try:
         return weights.get_state_dict(progress=False, check_hash=False)
     except Exception as err:  # URLError, OSError, ...: no network
         hub = Path(torch.hub.get_dir()) / "checkpoints"
         raise WeightsUnavailableError(
-            f"could not fetch torchvision's ImageNet weights for ResNet-{depth} ({err}). Offline, either put "
+            f"could not fetch torchvision's ImageNet weights for {label} ({err}). Offline, either put "
             f"the file {Path(weights.url).name} into {hub} (torch.hub's cache; set TORCH_HOME to move it), "
-            f"or pass a local checkpoint path as `pretrained=/path/to/resnet{depth}.pth` (e.g. "
+            f"or pass a local checkpoint path as `pretrained=/path/to/{stem}.pth` (e.g. "
             f"classifier.module.pretrained=..., irn.module.pretrained=..., model.module.pretrained=...), "
             f"or start from scratch with `pretrained=null`."
         ) from err
@@ -186,6 +193,12 @@ def _file_weights(path: str, depth: int, owner: str) -> tuple[dict[str, torch.Te
     from advcam_pl.errors import ArchitectureMismatchError
 
     raw, hparams = read_weights_file(path)
+    if "arch" in hparams:
+        raise ArchitectureMismatchError(
+            f"{owner}: {path} holds a {hparams['arch']} classifier (arch={hparams['arch']!r} in its "
+            f"hyper-parameters), not a ResNet-{depth} backbone; initialise {owner} from ImageNet or a ResNet "
+            f"file instead (e.g. irn.init_from_cam=false / model.init_from_cam=false with `pretrained`), or "
+            f"train the CAM classifier as a ResNet (classifier=resnet50 / resnet18)")
     if "depth" in hparams and int(hparams["depth"]) != int(depth):
         raise ArchitectureMismatchError(
             f"{owner}: {path} holds a ResNet-{hparams['depth']} backbone (depth={hparams['depth']} in its "
@@ -222,17 +235,27 @@ def load_backbone_weights(backbone: nn.Module, pretrained: str | os.PathLike | N
         raise ValueError(f"{owner}: {source} holds Caffe-converted weights, which expect {input_space} input; "
                          f"this network feeds {' / '.join(input_spaces)}. Use torchvision-layout weights.")
     n = load_matching(backbone, {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")})
-    message = f"{owner}: loaded {n} / {expected} backbone tensors from {source}"
-    log.info("%s (input space %s)", message, input_space)
+    return checked_load(LoadedWeights(n, expected, source, input_space), owner, f"a ResNet-{depth} backbone",
+                        allow_partial)
+
+
+def checked_load(loaded: LoadedWeights, owner: str, network: str, allow_partial: bool,
+                 stacklevel: int = 3) -> LoadedWeights:
+    """Log ``"<owner>: loaded n / m backbone tensors from <source>"``; a partial load is an error
+    (a warning with ``allow_partial`` and at least one tensor). ``network`` names what the
+    weights must fit (``"a ResNet-50 backbone"``)."""
+    n, expected = loaded.loaded, loaded.expected
+    message = f"{owner}: loaded {n} / {expected} backbone tensors from {loaded.source}"
+    log.info("%s (input space %s)", message, loaded.input_space)
     if n != expected:
         reason = "no tensor matched by name and shape" if n == 0 else "names or shapes differ"
         if allow_partial and n > 0:
             warning = (f"{message}: a PARTIAL initialisation ({expected - n} backbone tensors stay random; "
                        f"{reason}), allowed by the allow_partial_init switch")
             log.warning(warning)
-            warnings.warn(warning, stacklevel=2)
-            return LoadedWeights(n, expected, source, input_space)
-        raise RuntimeError(f"{message}: the weights do not fit a ResNet-{depth} backbone ({reason}); "
+            warnings.warn(warning, stacklevel=stacklevel)
+            return loaded
+        raise RuntimeError(f"{message}: the weights do not fit {network} ({reason}); "
                            "refusing to start from a partial initialisation (allow_partial_init=true "
                            "allows it, with a warning)")
-    return LoadedWeights(n, expected, source, input_space)
+    return loaded

@@ -10,9 +10,10 @@ because finished ids are left out. AdvCAM's knobs are ``cam.climb``, which insta
 ``<cam_dir>_analysis.json``. The dashboards' pictures (``cfg.viz``, :mod:`advcam_pl.viz.stages`)
 climb a few images once more with their trajectory, after the timed pass.
 
-The classifier checkpoint is read as data only and must match ``cfg.classifier.module`` (depth,
-number of classes) with finite weights. The CAM files are recorded as made by this checkpoint (its
-SHA-256) and these ``cfg.cam`` settings (:mod:`advcam_pl.pipeline.provenance`): other settings are
+The classifier checkpoint is read as data only, as the class of ``cfg.classifier.module._target_``
+(``CAMClassifier``, ``TorchvisionCAMClassifier``), and must match ``cfg.classifier.module`` (depth or
+arch, output stride, number of classes) with finite weights. The CAM files are recorded as made by
+this checkpoint (its SHA-256) and these ``cfg.cam`` settings (:mod:`advcam_pl.pipeline.provenance`): other settings are
 refused, naming the changed keys. A truncated CAM file is made again; a non-finite map is an error
 naming the image. With ``data.skip_bad``, unreadable images are left out and recorded in
 ``cam_dir/skipped.json`` for the later stages.
@@ -94,7 +95,7 @@ IGNORED = ("cam.name", "cam.batch_size", "cam.analysis", "cam.analysis_split", "
            "cam.climb.compile")
 # classifier hyper-parameters that must match cfg.classifier.module (frozen vs trainable BN computes the
 # same maps in eval mode, so norm may differ)
-ARCHITECTURE = ("depth", "num_classes")
+ARCHITECTURE = ("arch", "depth", "output_stride", "num_classes")
 
 
 def provenance(cfg: DictConfig) -> Provenance:
@@ -103,15 +104,31 @@ def provenance(cfg: DictConfig) -> Provenance:
                       patterns=(f"*{CAM_SUFFIX}",), companions=[analysis_path(cfg)])
 
 
-def load_classifier(path: str | Path, expected: dict | None = None):
-    """The trained ``CAMClassifier`` (on CPU; never fetches ImageNet weights), read as data only;
-    its hyper-parameters must match ``expected`` (e.g. ``cfg.classifier.module``'s depth) and its
-    weights must be finite."""
+def classifier_class(module: DictConfig) -> type:
+    """The LightningModule class of ``cfg.classifier.module`` (its ``_target_``): a
+    :class:`~advcam_pl.models.cam_training.CAMTrainingModule`."""
+    from hydra.utils import get_class
+
+    from advcam_pl.models.cam_training import CAMTrainingModule
+
+    target = module.get("_target_", "advcam_pl.models.cam_classifier.CAMClassifier")
+    cls = get_class(target)
+    if not (isinstance(cls, type) and issubclass(cls, CAMTrainingModule)):
+        raise TypeError(f"classifier.module._target_={target} is not a CAM classifier (a subclass of "
+                        f"advcam_pl.models.cam_training.CAMTrainingModule)")
+    return cls
+
+
+def load_classifier(path: str | Path, expected: dict | None = None, module_cls: type | None = None):
+    """The trained classifier of class ``module_cls`` (default ``CAMClassifier``; on CPU; never
+    fetches ImageNet weights), read as data only; its hyper-parameters must match ``expected``
+    (e.g. ``cfg.classifier.module``'s depth or arch) and its weights must be finite."""
     from advcam_pl.models.cam_classifier import CAMClassifier
     from advcam_pl.training.checkpoint import load_trained
 
-    return load_trained(CAMClassifier, path, what="CAM classifier checkpoint", remedy="run stage train_cam first",
-                        expected=expected, configured_by="classifier.module", pretrained=None)
+    return load_trained(module_cls or CAMClassifier, path, what="CAM classifier checkpoint",
+                        remedy="run stage train_cam first", expected=expected, configured_by="classifier.module",
+                        pretrained=None)
 
 
 def _predict(cfg: DictConfig, loggers, predictor: CAMPredictor, split: str, skip_ids: set[str],
@@ -150,7 +167,8 @@ def run(cfg: DictConfig) -> dict:
     analysis = _analysis_enabled(cfg)
     ids = list_ids(cfg, cfg.data.infer_list)
     module = cfg.classifier.module
-    model = load_classifier(cfg.artifacts.cam_ckpt, {k: module[k] for k in ARCHITECTURE if k in module})
+    model = load_classifier(cfg.artifacts.cam_ckpt, {k: module[k] for k in ARCHITECTURE if k in module},
+                            classifier_class(module))
     provenance(cfg).begin(cfg)
     remove_broken_outputs(cam_dir, ids, CAM_SUFFIX)  # a truncated file is made again
     before = sum(cam_path(cam_dir, i).exists() for i in ids)

@@ -2,7 +2,9 @@
 
 Reads the images and labels of ``cfg.data.train_list`` (monitoring on ``cfg.data.val_list``) and
 writes one Lightning checkpoint (weights and hyper-parameters, atomically), ``cfg.artifacts.cam_ckpt``;
-load it with ``CAMClassifier.load_from_checkpoint(path)``. Extra callbacks: ``cfg.callbacks``.
+the network is ``cfg.classifier.module`` (``CAMClassifier``, or ``TorchvisionCAMClassifier`` for a
+torchvision classifier through the adapter protocol), loaded back with that class's
+``load_from_checkpoint(path)``. Extra callbacks: ``cfg.callbacks``.
 A killed fit resumes from ``<cam_ckpt stem>.progress.ckpt`` (every epoch and every
 ``classifier.train.save_every_n_steps`` steps). Done when the checkpoint is complete and was made
 with this run's ``classifier`` settings and image list (:mod:`advcam_pl.pipeline.provenance`).

@@ -14,6 +14,7 @@ data (``weights_only=True``), checked against the configured network before use.
 from __future__ import annotations
 
 import collections
+import inspect
 import logging
 import os
 import pathlib
@@ -127,6 +128,22 @@ def check_architecture(hparams: Mapping[str, Any], expected: Mapping[str, Any], 
             f"config that matches the checkpoint (or the checkpoint that matches {configured_by})")
 
 
+def check_module_class(hparams: Mapping[str, Any], module_cls: type, source: str, configured_by: str) -> None:
+    """Raise :class:`~advcam_pl.errors.ArchitectureMismatchError` when a checkpoint's
+    hyper-parameters are not arguments of ``module_cls`` (it was made by another class, e.g. a
+    ``TorchvisionCAMClassifier`` checkpoint read as a ``CAMClassifier``)."""
+    params = inspect.signature(module_cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    foreign = sorted(set(hparams) - set(params))
+    if foreign:
+        shown = ", ".join(f"{k}={hparams[k]!r}" for k in foreign)
+        raise ArchitectureMismatchError(
+            f"{source} was made by another network class than the configured {module_cls.__name__} (its "
+            f"hyper-parameters {shown} are none of {module_cls.__name__}'s). Pick the config that matches the "
+            f"checkpoint (its {configured_by}._target_ and settings)")
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, Iterable) and not isinstance(value, str | bytes | Mapping):
         return [_plain(v) for v in value]
@@ -145,7 +162,9 @@ def load_trained(module_cls: type[pl.LightningModule], path: str | os.PathLike, 
     checkpoint = load_checkpoint_file(path, what, remedy)
     if "state_dict" not in checkpoint:
         raise CorruptFileError(f"{what} {path} is not a Lightning checkpoint (no state_dict); {remedy}")
-    check_architecture(checkpoint.get("hyper_parameters") or {}, expected or {}, f"{what} {path}", configured_by)
+    hparams = checkpoint.get("hyper_parameters") or {}
+    check_module_class(hparams, module_cls, f"{what} {path}", configured_by)
+    check_architecture(hparams, expected or {}, f"{what} {path}", configured_by)
     check_finite_weights(checkpoint["state_dict"], f"{what} {path}")
     if "pytorch-lightning_version" not in checkpoint:
         raise CorruptFileError(f"{what} {path} is not a Lightning checkpoint (no pytorch-lightning_version); "
