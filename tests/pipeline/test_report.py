@@ -47,7 +47,7 @@ def test_segmentation_metrics_count_only_for_a_chain_that_evaluates_the_segmenta
     atomic_save_json(tmp_path / "seg.json", {"miou": 0.5})
     artifacts = {k: str(tmp_path / f"{k}.json") for k in ("cam_metrics", "sem_seg_metrics")}
     cfg = OmegaConf.create({"stages": "eval_seg", "artifacts": {**artifacts, "seg_metrics": str(tmp_path / "seg.json")}})
-    assert chain_metrics(cfg) == {"cam": {}, "mask": {}, "seg": {"miou": 0.5}}
+    assert chain_metrics(cfg) == {"cam": {}, "mask": {}, "walk": {}, "seg": {"miou": 0.5}}
     cfg.stages = ["train_cam", "make_cam"]
     assert chain_metrics(cfg)["seg"] == {}
 
