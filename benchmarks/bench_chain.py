@@ -12,7 +12,7 @@ noise proportion, amplification of the discriminative and the other regions of t
 what they say about AdvCAM against CAM, then the stage times; writes all of it to
 ``<work dir>/bench_chain.json``. Stages skip finished work, so a second run only prints.
 
-    python benchmarks/bench_chain.py                          # 400 images, outputs/bench_chain
+    python benchmarks/bench_chain.py                          # 48 images, outputs/bench_chain
     python benchmarks/bench_chain.py --num-images 16          # a smoke run, outputs/bench_chain_n16
     python benchmarks/bench_chain.py --out DIR --threads 1 cam.climb.steps=10   # Hydra overrides last
 """
@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--out", help="paths.work_dir (default: outputs/bench_chain, "
                                       "outputs/bench_chain_n<N> with --num-images N)")
     parser.add_argument("--num-images", type=int, help="train_aug images to generate (data.generate.num_train; "
-                                                        "half are the scored `train` list)")
+                                                        "the scored `train` list is data.generate.train_fraction of them)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every method's chain")
     args = parser.parse_intermixed_args(argv)  # options may follow the overrides

@@ -18,7 +18,7 @@ from advcam_pl.pipeline.reference_rows import all_background_miou
 CHAIN = ["make_cam", "eval_cam", "make_ir_label", "train_irn", "make_sem_seg", "eval_sem_seg"]
 # the session dataset's generation settings, so the driver accepts it as its own
 DATA = ["--num-images", str(SYNTHETIC_KWARGS["num_train"]), f"data.generate.num_val={SYNTHETIC_KWARGS['num_val']}",
-        f"data.generate.num_test={SYNTHETIC_KWARGS['num_test']}",
+        f"data.generate.num_test={SYNTHETIC_KWARGS['num_test']}", "data.generate.train_fraction=0.5",
         f"data.generate.long_side=[{','.join(map(str, SYNTHETIC_KWARGS['long_side']))}]"]
 
 
@@ -40,10 +40,22 @@ def test_the_benchmark_runs_advcam_at_the_official_settings_on_four_scales(compo
     cam = compose_cfg("experiment=bench_chain", "cam=cam")
     assert list(cam.cam.scales) == [1.0, 0.5, 1.5, 2.0] and not cam.cam.analysis
     demo = compose_cfg("experiment=demo", "cam=advcam")
-    assert cam.data.generate.num_train > demo.data.generate.num_train
     assert list(cam.data.generate.long_side) == list(demo.data.generate.long_side)
+    assert cam.data.generate.train_fraction == 1.0  # every image is scored
     assert cam.stages[-1] == "eval_sem_seg"
     assert compose_config(["experiment=bench_chain"]).paths.work_dir.endswith("/outputs/bench_chain")
+
+
+def steps(cfg, group: str) -> int:
+    per_epoch = -(-cfg.data.generate.num_train // cfg[group].train.batch_size)
+    return cfg[group].train.max_epochs * per_epoch
+
+
+@pytest.mark.parametrize("group", ["classifier", "irn"])
+def test_the_benchmark_trains_its_networks_for_the_demos_number_of_steps(compose_cfg, group):
+    bench, demo = compose_cfg("experiment=bench_chain"), compose_cfg("experiment=demo")
+    assert bench[group].train.batch_size == demo[group].train.batch_size
+    assert abs(steps(bench, group) - steps(demo, group)) < bench.data.generate.num_train / bench[group].train.batch_size
 
 
 CURVES = {"steps": [0, 1, 2], "seed_miou": [0.30, 0.33, 0.31], "best_threshold": [0.4, 0.5, 0.55],
