@@ -12,7 +12,7 @@ noise proportion, amplification of the discriminative and the other regions of t
 what they say about AdvCAM against CAM, then the stage times; writes all of it to
 ``<work dir>/bench_chain.json``. Stages skip finished work, so a second run only prints.
 
-    python benchmarks/bench_chain.py                          # 48 images, outputs/bench_chain
+    python benchmarks/bench_chain.py                          # 40 images, outputs/bench_chain
     python benchmarks/bench_chain.py --num-images 16          # a smoke run, outputs/bench_chain_n16
     python benchmarks/bench_chain.py --out DIR --threads 1 cam.climb.steps=10   # Hydra overrides last
 """
