@@ -11,7 +11,7 @@ ARGS ?=
 SWEEP ?= fig6_lambda
 POINTS ?=
 
-.PHONY: help setup test demo lint bench gpu-check reproduce-weak reproduce-semi sweep clean
+.PHONY: help setup test demo lint bench bench-chain gpu-check reproduce-weak reproduce-semi sweep clean
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-16s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ lint: setup  ## ruff
 
 bench: setup  ## AdvCAM speed: reference vs fast implementation (CPU settings; see benchmarks/README)
 	$(BIN)/python benchmarks/advcam_speed.py $(ARGS)
+
+bench-chain: setup  ## CAM vs AdvCAM (T = 27, 4 scales) through the weak chain, synthetic data (<= 60 min, 2 cores); ARGS="--num-images 16" for a smoke run
+	$(BIN)/python benchmarks/bench_chain.py $(ARGS)
 
 gpu-check: setup  ## AdvCAM throughput on a GPU in one table (<= 8 min); ARGS=--cpu for small CPU sizes
 	PYTHON=$(BIN)/python benchmarks/gpu_check.sh $(ARGS)

@@ -7,7 +7,9 @@ values)``; values are mIoU fractions printed as percentages (or numbers already 
 runs); :func:`paper_table` is the paper-vs-ours table of ``make reproduce-weak``,
 :func:`semi_paper_table` that of ``make reproduce-semi``. Each ``*_table`` prints the :class:`Table`
 of its ``*_summary``, which the drivers also log as a W&B table (:func:`advcam_pl.viz.stages.log_summary`).
-A new result adds its paper numbers to :data:`PAPER` and its rows to a table builder.
+:func:`table1` (the paper's Table 1 on this run's data),
+:func:`climb_curve_table` (Fig. 6a from make_cam's climb analysis) and :func:`climb_reading` are
+``make bench-chain``'s. A new result adds its paper numbers to :data:`PAPER` and its rows to a table builder.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ log = logging.getLogger(__name__)
 # masks, multi-scale + flip + CRF ("semi_val", "semi_test"), and CCT's own result with its own CAM-based weak
 # labels ("cct_weak_val", the CCT paper's 73.2 that AdvCAM compares with).
 PAPER = {"seed": 55.6, "seed_crf": 62.1, "pseudo_mask": 69.9, "val": 68.1, "test": 68.0,
-         "semi_val": 77.8, "semi_test": 76.9, "cct_weak_val": 73.2}
+         "semi_val": 77.8, "semi_test": 76.9, "cct_weak_val": 73.2, "cam_seed": 48.8}
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,7 @@ class Column:
     header: str
     width: int = 6
     scale: float = 100.0  # fractions → %; 1 for numbers already in %
+    digits: int = 1       # decimals printed
 
 
 Row = tuple[str, Sequence[float | None]]
@@ -43,12 +46,13 @@ Row = tuple[str, Sequence[float | None]]
 def format_table(label_header: str, columns: Sequence[Column], rows: Sequence[Row], *,
                  label_width: int = 0, sep: str = " ") -> str:
     """A header line, a rule, one line per row; the label column is as wide as its longest entry
-    (at least ``label_width``), each value right-aligned in its column with one decimal."""
+    (at least ``label_width``), each value right-aligned in its column with ``Column.digits``
+    decimals (one by default)."""
     width = max(label_width, len(label_header), *(len(label) for label, _ in rows))
     head = sep.join([f"{label_header:<{width}}", *(f"{c.header:>{c.width}}" for c in columns)])
     lines = [head, "-" * len(head)]
     for label, values in rows:
-        cells = [f"{'-':>{c.width}}" if v is None else f"{c.scale * float(v):{c.width}.1f}"
+        cells = [f"{'-':>{c.width}}" if v is None else f"{c.scale * float(v):{c.width}.{c.digits}f}"
                  for c, v in zip(columns, values, strict=True)]
         lines.append(sep.join([f"{label:<{width}}", *cells]))
     return "\n".join(lines)
@@ -219,3 +223,101 @@ def segmentation_summary(rows: Mapping[str, Mapping]) -> Table:
     of the multi-scale + flip prediction without and with the dense CRF."""
     return Table("segmentation", SEGMENTATION_COLUMNS,
                  [(label, list(crf_mious(metrics))) for label, metrics in rows.items()], sep="  ")
+
+
+
+TABLE1_COLUMNS = (Column("seed"), Column("+CRF"), Column("mask"), Column("thr", width=5, scale=1, digits=2))
+
+
+def table1_values(cfg: DictConfig) -> list[float | None]:
+    """Seed, seed + CRF and pseudo-mask mIoU on ``data.eval_list`` and the seed's best background
+    threshold of ``cfg.cam``'s chain (``None`` where a stage has not run)."""
+    m = chain_metrics(cfg)
+    return [m["cam"].get("seed_miou"), m["cam"].get("seed_crf_miou"), m["mask"].get("miou"),
+            m["cam"].get("best_threshold")]
+
+
+def _difference(a: Sequence[float | None], b: Sequence[float | None]) -> list[float | None]:
+    return [None if x is None or y is None else x - y for x, y in zip(a, b)]
+
+
+def table1(cfgs: Mapping[str, DictConfig], baseline: str | None = None, reference_rows: Sequence[Row] = ()) -> str:
+    """The paper's Table 1 on this run's data: one row per seed method (label → the config its chain
+    ran with; :func:`table1_values`), a ``<label> − <baseline>`` row for every other method, then
+    ``reference_rows`` (same columns) and the paper's VOC numbers."""
+    values = {label: table1_values(cfg) for label, cfg in cfgs.items()}
+    rows: list[Row] = list(values.items())
+    if baseline is not None:
+        rows += [(f"{label} − {baseline}", _difference(v, values[baseline])[:3] + [None])
+                 for label, v in values.items() if label != baseline]
+    rows += [*reference_rows,
+             ("paper, VOC: CAM", [PAPER["cam_seed"] / 100, None, None, None]),
+             ("paper, VOC: AdvCAM", [PAPER["seed"] / 100, PAPER["seed_crf"] / 100, PAPER["pseudo_mask"] / 100, None])]
+    return format_table("seeds", TABLE1_COLUMNS, rows, label_width=8)
+
+
+CLIMB_COLUMNS = (Column("seed"), Column("thr", width=5, scale=1, digits=2), Column("noise %", width=7),
+                 Column("amp D", scale=1, digits=2), Column("amp N", scale=1, digits=2))
+
+
+def _curve(curves: Mapping, key: str) -> list:
+    return list(curves.get(key) or [None] * len(curves.get("steps", [])))
+
+
+def climb_curve_table(curves: Mapping) -> str:
+    """Fig. 6a and its companions from make_cam's climb analysis (``<cam_dir>_analysis.json``,
+    :meth:`advcam_pl.advcam.analysis.ClimbStats.summary`), one row per step ``t``: seed mIoU at
+    the best threshold of the maps accumulated up to ``t`` and that threshold, the proportion of
+    noise (pixels added to the seed since ``t = 0`` that are background in the GT), and the
+    attribution's amplification ``A_t / A_0`` in the discriminative (D) and the other (N) regions
+    of the objects."""
+    columns = [_curve(curves, k) for k in ("seed_miou", "best_threshold", "noise_proportion",
+                                           "amplification_discriminative", "amplification_non_discriminative")]
+    rows = [(str(t), [column[i] for column in columns]) for i, t in enumerate(curves.get("steps", []))]
+    return format_table("t", CLIMB_COLUMNS, rows, label_width=3)
+
+
+def climb_reading(cam: Mapping, advcam: Mapping, curves: Mapping, paper_gain: float = PAPER["seed"] - PAPER["cam_seed"]) -> list[str]:
+    """What the seeds say, in sentences built from the numbers: AdvCAM's seed gain over CAM
+    (eval_cam metrics ``cam`` and ``advcam``) against the paper's; when AdvCAM does not beat CAM,
+    why, from the climb analysis ``curves``: how the seed moves along the climb, whether the climb
+    amplifies the object's non-discriminative regions more than its discriminative ones (the
+    mechanism of the paper's Fig. 2), and how much of what it adds to the seed is background."""
+    cam_seed, adv_seed = cam.get("seed_miou"), advcam.get("seed_miou")
+    if cam_seed is None or adv_seed is None:
+        return ["no seed comparison: eval_cam has not run for both methods"]
+    gain = 100 * (adv_seed - cam_seed)
+    lines = [f"AdvCAM − CAM seed mIoU: {gain:+.1f} points (paper, VOC: {paper_gain:+.1f})."]
+    if gain > 0:
+        lines.append("AdvCAM beats CAM on the seeds.")
+        return lines
+    lines.append("AdvCAM does not beat CAM on the seeds. The climb analysis of the same images says why:")
+    seed = [v for v in _curve(curves, "seed_miou")]
+    if seed and all(v is not None for v in seed):
+        steps, thr = curves["steps"], _curve(curves, "best_threshold")
+        peak = max(range(len(seed)), key=seed.__getitem__)
+        moved = "raises" if seed[-1] > seed[0] else "lowers"
+        lines.append(
+            f"- seed along the climb: {100 * seed[0]:.1f} at t = {steps[0]}, best {100 * seed[peak]:.1f} at "
+            f"t = {steps[peak]}, {100 * seed[-1]:.1f} at t = {steps[-1]} (best threshold {thr[0]:.2f} → {thr[-1]:.2f}): "
+            f"the climb {moved} the seed by {100 * abs(seed[-1] - seed[0]):.1f} points"
+            + (f"; its t = 0 maps score {100 * (cam_seed - seed[0]):.1f} below plain CAM's"
+               if seed[-1] > seed[0] and seed[0] < cam_seed else "") + ".")
+    disc = _curve(curves, "amplification_discriminative")
+    other = _curve(curves, "amplification_non_discriminative")
+    if disc and disc[-1] is not None and other[-1] is not None:
+        spreads = other[-1] > disc[-1]
+        lines.append(
+            f"- amplification inside the objects at the last step (A_t / A_0): discriminative ×{disc[-1]:.2f}, "
+            f"the rest ×{other[-1]:.2f} — "
+            + ("the climb raises the non-discriminative parts more, the paper's mechanism (Fig. 2)."
+               if spreads else "the climb does not raise the non-discriminative parts more than the "
+                               "discriminative ones, so it cannot spread the map over the object (paper Fig. 2)."))
+    noise = _curve(curves, "noise_proportion")
+    if noise and noise[-1] is not None:
+        added = (curves.get("added_pixels") or [None])[-1]
+        lines.append(
+            f"- noise: of the pixels added to the seed since t = 0 (threshold {curves.get('noise_threshold')}"
+            + (f", {added} pixels" if added is not None else "") + f"), {100 * noise[-1]:.1f} % are background in the GT"
+            + (" — most of what the climb adds is background." if noise[-1] > 0.5 else "."))
+    return lines
