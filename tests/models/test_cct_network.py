@@ -6,6 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from advcam_pl.errors import ArchitectureMismatchError
+from advcam_pl.models.cam_classifier import CAMClassifier
 from advcam_pl.models.cct.decoders import (
     AUX_TYPES,
     OFFICIAL_AUX_COUNTS,
@@ -150,5 +152,24 @@ def test_imagenet_weights_with_the_deep_stem_are_refused_with_a_hint():
 def test_a_weights_file_that_fills_part_of_the_backbone_is_refused(tmp_path):
     path = tmp_path / "partial.pth"
     torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, path)
-    with pytest.raises(RuntimeError, match="filled 1 of"):
+    with pytest.raises(RuntimeError, match=r"CCT encoder: loaded 1 / 100 backbone tensors .*refusing"):
         CCTEncoder(depth=18, pretrained=str(path))
+
+
+def test_the_encoder_starts_from_a_cam_classifier_checkpoint(tmp_path):
+    """semi.init_from_cam: the stride-16 classifier's ResNet fills the stride-8, dilated encoder (a stride
+    or a dilation is no weight); a classifier of another depth is refused, naming both."""
+    torch.manual_seed(0)
+    classifier = CAMClassifier(depth=18, pretrained=None, norm="batch")
+    path = tmp_path / "cam_classifier.ckpt"
+    torch.save({"state_dict": classifier.state_dict(), "hyper_parameters": dict(classifier.hparams)}, path)
+    encoder = CCTEncoder(depth=18, pretrained=str(path), psp_channels=32)
+    assert encoder.weights_source == f"{path} (ResNet-18, 7×7 stem, 100 / 100 tensors)"
+    assert encoder.backbone.layer4[0].conv2.dilation == (4, 4)
+    ours = encoder.backbone.state_dict()
+    for name, tensor in classifier.backbone.state_dict().items():
+        torch.testing.assert_close(ours[name], tensor, msg=name)
+    resnet50 = tmp_path / "resnet50_classifier.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"depth": 50}}, resnet50)
+    with pytest.raises(ArchitectureMismatchError, match=r"holds a ResNet-50 backbone .* configured as ResNet-18"):
+        CCTEncoder(depth=18, pretrained=str(resnet50))

@@ -29,12 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from advcam_pl.models.resnet import ResNet
-from advcam_pl.models.weights import (
-    expected_backbone_tensors,
-    imagenet_state_dict,
-    load_matching,
-    read_state_dict,
-)
+from advcam_pl.models.weights import load_backbone_weights
 
 log = logging.getLogger(__name__)
 
@@ -152,33 +147,22 @@ class CCTEncoder(nn.Module):
 def load_encoder_weights(
     backbone: ResNet, pretrained: str | os.PathLike | None, depth: int, deep_stem: bool
 ) -> str:
-    """Fill every backbone tensor from ``pretrained``; returns (and logs) where they came from.
+    """Fill every backbone tensor from ``pretrained`` (:func:`~advcam_pl.models.weights.load_backbone_weights`:
+    ``"imagenet"``, a weights file, one of our checkpoints, e.g. the CAM classifier's with
+    ``semi.init_from_cam``, or ``None``); returns (and logs) where they came from.
 
     Raises unless the load filled every tensor (a partial or silent random init is a known failure
-    of the official code, whose missing weights file leaves the backbone random).
+    of the official code, whose missing weights file leaves the backbone random), and for a checkpoint
+    of another ResNet depth. Strides and dilations are no weights: a stride-16 classifier's tensors fill
+    this stride-8 backbone.
     """
     stem = "deep 3×3 stem" if deep_stem else "7×7 stem"
-    if pretrained is None or str(pretrained).lower() in ("", "none", "null"):
+    weights = load_backbone_weights(backbone, pretrained, depth, "CCT encoder",
+                                    rename=deep_stem_state_dict if deep_stem else None)
+    if weights.loaded == 0:
         source = f"random init (ResNet-{depth}, {stem})"
     else:
-        if pretrained == "imagenet":
-            state, source = imagenet_state_dict(depth), f"torchvision ImageNet ResNet-{depth} ({stem})"
-        else:
-            state = read_state_dict(pretrained)
-            if any(k.startswith("encoder.backbone.") for k in state):  # our own CCT checkpoint
-                state = {k.removeprefix("encoder.backbone."): v for k, v in state.items()}
-            elif any(k.startswith("net.encoder.backbone.") for k in state):
-                state = {k.removeprefix("net.encoder.backbone."): v for k, v in state.items()}
-            if deep_stem:
-                state = deep_stem_state_dict(state)
-            source = f"{pretrained} (ResNet-{depth}, {stem})"
-        state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
-        n, expected = load_matching(backbone, state), expected_backbone_tensors(backbone)
-        if n != expected:
-            raise RuntimeError(
-                f"CCT encoder: {source} filled {n} of {expected} backbone tensors (names or shapes differ); "
-                "refusing to train from a partial initialisation"
-            )
+        source = f"{weights.source} (ResNet-{depth}, {stem}, {weights.loaded} / {weights.expected} tensors)"
     message = f"CCT encoder backbone: {source}"
     print(message)
     log.info(message)
