@@ -106,14 +106,20 @@ def deep_stem_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
     return out
 
 
+# output stride → the ResNet's (strides, dilations) of stem+layer1, layer2, layer3, layer4.
+_LAYOUTS = {8: ((2, 2, 1, 1), (1, 1, 2, 4)), 16: ((2, 2, 2, 1), (1, 1, 1, 2))}
+
+
 class CCTEncoder(nn.Module):
-    """Backbone + PSP: ``[B, 3, H, W]`` → ``[B, out_channels, ⌈H/8⌉, ⌈W/8⌉]``.
+    """Backbone + PSP: ``[B, 3, H, W]`` → ``[B, out_channels, ⌈H/s⌉, ⌈W/s⌉]`` (``s = output_stride``, 8).
 
     Args:
         depth: ResNet depth (50 official; 18 for the tiny config).
         deep_stem: torchcv's deep stem (official) instead of torchvision's 7×7 stem.
         pretrained: ``"imagenet"`` (torchvision's weights; 7×7 stem only), a weights file, or ``None``.
         psp_bins, psp_channels: PSP bins and width (``None``: backbone channels / number of bins).
+        output_stride: 8 (official: layer3/layer4 dilated) or 16 (only layer4 dilated: the CAM
+            classifier's stride, a quarter of layer3's and layer4's cells; the CPU demo).
     """
 
     def __init__(
@@ -123,6 +129,7 @@ class CCTEncoder(nn.Module):
         pretrained: str | os.PathLike | None = "imagenet",
         psp_bins: Sequence[int] = (1, 2, 3, 6),
         psp_channels: int | None = None,
+        output_stride: int = 8,
     ):
         super().__init__()
         if deep_stem and pretrained == "imagenet":
@@ -131,9 +138,14 @@ class CCTEncoder(nn.Module):
                 "CCT's torchcv weights as a file (pretrained=/path/to/3x3resnet50-imagenet.pth, from the CCT "
                 "repository's release v0.1), or set deep_stem=false"
             )
-        self.backbone = ResNet(depth, strides=(2, 2, 1, 1), dilations=(1, 1, 2, 4), norm_layer=nn.BatchNorm2d)
-        keep_previous_dilation(self.backbone.layer3, 1)
-        keep_previous_dilation(self.backbone.layer4, 2)
+        if output_stride not in _LAYOUTS:
+            raise ValueError(f"output_stride must be one of {sorted(_LAYOUTS)}, got {output_stride!r}")
+        strides, dilations = _LAYOUTS[output_stride]
+        self.output_stride = output_stride
+        self.backbone = ResNet(depth, strides=strides, dilations=dilations, norm_layer=nn.BatchNorm2d)
+        for i, layer in ((2, self.backbone.layer3), (3, self.backbone.layer4)):
+            if strides[i] == 1:
+                keep_previous_dilation(layer, dilations[i - 1])
         if deep_stem:
             use_deep_stem(self.backbone)
         self.psp = PSPModule(self.backbone.out_channels[-1], psp_bins, psp_channels)
