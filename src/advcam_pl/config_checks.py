@@ -171,7 +171,9 @@ RULES: dict[str, Rule] = {
     "model.eval.crf.enabled": BOOL,
     # semi-supervised (CCT)
     "semi.weak_labels": choice("sem_seg", "ir_label", "none"),
+    "semi.init_from_cam": BOOL,
     "semi.module.depth": DEPTH,
+    "semi.module.output_stride": choice(8, 16),
     "semi.module.num_classes": POSITIVE_INT,
     "semi.module.lr": RATE,
     "semi.data.batch_size": POSITIVE_INT,

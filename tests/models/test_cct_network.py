@@ -6,6 +6,8 @@ import pytest
 import torch
 from torch import nn
 
+from advcam_pl.errors import ArchitectureMismatchError
+from advcam_pl.models.cam_classifier import CAMClassifier
 from advcam_pl.models.cct.decoders import (
     AUX_TYPES,
     OFFICIAL_AUX_COUNTS,
@@ -57,6 +59,19 @@ def test_output_stride_8_with_torchvision_style_dilation(official):
         assert official.encoder(torch.randn(2, 3, 64, 64)).shape == (2, 512, 8, 8)
         assert official.encoder.eval()(torch.randn(1, 3, 72, 72)).shape == (1, 512, 9, 9)
     official.train()
+
+
+def test_output_stride_16_dilates_only_layer4_and_its_heads_upsample_by_16():
+    torch.manual_seed(0)
+    net = CCTNet(depth=18, pretrained=None, psp_channels=16, output_stride=16, aux_counts={"feature_noise": 1})
+    backbone = net.encoder.backbone
+    assert backbone.layer3[0].conv1.stride == (2, 2) and backbone.layer4[0].conv1.stride == (1, 1)
+    assert [b.conv1.dilation[0] for b in backbone.layer4] == [1, 2]  # the conv that used to stride keeps 1
+    with torch.no_grad():
+        assert net.encoder(torch.randn(2, 3, 64, 96)).shape == (2, 16, 4, 6)
+        assert net(torch.randn(2, 3, 64, 96)).shape == (2, 21, 64, 96)
+    with pytest.raises(ValueError, match="output_stride must be one of \\[8, 16\\], got 32"):
+        CCTEncoder(depth=18, pretrained=None, output_stride=32)
 
 
 def test_every_head_maps_40x40_features_to_a_320_crop():
@@ -150,5 +165,24 @@ def test_imagenet_weights_with_the_deep_stem_are_refused_with_a_hint():
 def test_a_weights_file_that_fills_part_of_the_backbone_is_refused(tmp_path):
     path = tmp_path / "partial.pth"
     torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, path)
-    with pytest.raises(RuntimeError, match="filled 1 of"):
+    with pytest.raises(RuntimeError, match=r"CCT encoder: loaded 1 / 100 backbone tensors .*refusing"):
         CCTEncoder(depth=18, pretrained=str(path))
+
+
+def test_the_encoder_starts_from_a_cam_classifier_checkpoint(tmp_path):
+    """semi.init_from_cam: the stride-16 classifier's ResNet fills the stride-8, dilated encoder (a stride
+    or a dilation is no weight); a classifier of another depth is refused, naming both."""
+    torch.manual_seed(0)
+    classifier = CAMClassifier(depth=18, pretrained=None, norm="batch")
+    path = tmp_path / "cam_classifier.ckpt"
+    torch.save({"state_dict": classifier.state_dict(), "hyper_parameters": dict(classifier.hparams)}, path)
+    encoder = CCTEncoder(depth=18, pretrained=str(path), psp_channels=32)
+    assert encoder.weights_source == f"{path} (ResNet-18, 7×7 stem, 100 / 100 tensors)"
+    assert encoder.backbone.layer4[0].conv2.dilation == (4, 4)
+    ours = encoder.backbone.state_dict()
+    for name, tensor in classifier.backbone.state_dict().items():
+        torch.testing.assert_close(ours[name], tensor, msg=name)
+    resnet50 = tmp_path / "resnet50_classifier.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"depth": 50}}, resnet50)
+    with pytest.raises(ArchitectureMismatchError, match=r"holds a ResNet-50 backbone .* configured as ResNet-18"):
+        CCTEncoder(depth=18, pretrained=str(resnet50))

@@ -116,3 +116,25 @@ def test_eval_semi_writes_metrics_table_a1_and_the_test_server_export(compose_cf
     # Other test-time settings: the stage is no longer done.
     assert not eval_semi.is_done(compose_cfg(*OVERRIDES, f"data.root={synthetic_root}", "semi.weak_labels=none",
                                              "semi.eval.average=softmax"))
+
+
+def test_train_semi_starts_from_the_cam_classifier_with_init_from_cam(compose_cfg, synthetic_root):
+    from tests.pipeline.test_refine_stages import fake_cam_checkpoint
+
+    cfg = compose_cfg(*OVERRIDES, f"data.root={synthetic_root}", "semi.weak_labels=none", "semi.train.epochs=1",
+                      "semi.train.val_batches=0", "semi.init_from_cam=true")
+    with pytest.raises(FileNotFoundError, match="semi.init_from_cam: the CAM checkpoint .* run train_cam"):
+        train_semi.run(cfg)
+    fake_cam_checkpoint(cfg)
+    assert train_semi.run(cfg)["backbone"].startswith(f"{cfg.artifacts.cam_ckpt} (ResNet-18")
+    record = json.loads(Path(f"{cfg.artifacts.semi_ckpt}.provenance.json").read_text())
+    assert record["inputs"]["pretrained"].startswith("sha256:") and record["settings"]["semi.init_from_cam"] is True
+    assert train_semi.is_done(cfg)
+    Path(cfg.artifacts.cam_ckpt).write_bytes(b"another classifier")  # a retrained classifier: not done
+    assert not train_semi.is_done(cfg)
+
+
+def test_the_demo_starts_cct_from_its_classifier(compose_cfg):
+    cfg = compose_cfg("experiment=demo")
+    assert cfg.semi.name == "cct_tiny" and cfg.semi.init_from_cam is True and cfg.semi.module.depth == 18
+    assert compose_cfg().semi.init_from_cam is False  # the paper's CCT: ImageNet weights

@@ -1,10 +1,11 @@
 """Initial backbone weights for every network: torchvision's ImageNet weights, a local file, or nothing.
 
-:func:`load_backbone_weights` is the one loader (CAM classifier, IRN, DeepLab-v2). It counts the
+:func:`load_backbone_weights` is the one loader (CAM classifier, IRN, DeepLab-v2, CCT). It counts the
 tensors it copies and refuses a partial load unless asked (``allow_partial``: then a warning with
 the count): a silent ``strict=False`` that loads nothing is a known failure of other
 implementations. A file may hold torchvision names, a Lightning checkpoint of our modules
-(``backbone.*``; one made for another ResNet depth is an error naming both), or
+(``backbone.*``, CCT's ``net.encoder.backbone.*``; one made for another ResNet depth is an error
+naming both), or
 kazuto1011/deeplab-pytorch's Caffe-converted names (the ImageNet ResNet-101 that AdvCAM's README
 links). Files are read as data only (``weights_only=True``): one with a code payload is refused.
 
@@ -22,7 +23,7 @@ import logging
 import os
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,9 @@ _TORCHVISION_WEIGHTS = {
 }
 
 INPUT_SPACES = ("rgb_imagenet", "bgr_caffe")
+# Where our modules keep their ResNet: CCT (its LightningModule, its network), then the CAM classifier,
+# IRN and DeepLab-v2.
+_OUR_BACKBONE_PREFIXES = ("net.encoder.backbone.", "encoder.backbone.", "backbone.")
 CAFFE_MEAN_BGR = (104.008, 116.669, 122.675)  # kazuto1011/deeplab-pytorch configs/voc12.yaml IMAGE.MEAN
 
 
@@ -206,21 +210,26 @@ def _file_weights(path: str, depth: int, owner: str) -> tuple[dict[str, torch.Te
             f"same depth or configure depth={hparams['depth']} (e.g. classifier=resnet50 / irn=resnet50)")
     input_space = "bgr_caffe" if is_caffe_layout(raw) else "rgb_imagenet"
     state = caffe_to_torchvision(raw)
-    if any(k.startswith("backbone.") for k in state):  # a Lightning checkpoint of one of our modules
-        state = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    for prefix in _OUR_BACKBONE_PREFIXES:  # a Lightning checkpoint of one of our modules
+        if any(k.startswith(prefix) for k in state):
+            return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, input_space
     return state, input_space
 
 
 def load_backbone_weights(backbone: nn.Module, pretrained: str | os.PathLike | None, depth: int,
                           owner: str = "backbone",
                           input_spaces: Sequence[str] = ("rgb_imagenet",),
-                          allow_partial: bool = False) -> LoadedWeights:
+                          allow_partial: bool = False,
+                          rename: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+                          ) -> LoadedWeights:
     """Load ``pretrained`` (``"imagenet"``, a file path, or ``None``) into the ResNet ``backbone``.
 
     Logs ``"<owner>: loaded n / m backbone tensors from <source>"`` and raises unless every backbone
     tensor was filled (names or shapes drifted, or the file is another network's); with
     ``allow_partial`` a partial load (at least one tensor) only warns, with the count.
     ``input_spaces``: the inputs the caller can feed; weights that expect another raise a ``ValueError``.
+    ``rename``: maps a file's tensor names (torchvision's, prefixes dropped) to ``backbone``'s where
+    its layout differs (CCT's deep stem).
     """
     expected = expected_backbone_tensors(backbone)
     if pretrained is None or str(pretrained).lower() in ("", "none", "null"):
@@ -231,6 +240,8 @@ def load_backbone_weights(backbone: nn.Module, pretrained: str | os.PathLike | N
     else:
         source = os.fspath(pretrained)
         state, input_space = _file_weights(source, depth, owner)
+        if rename is not None:
+            state = rename(state)
     if input_space not in input_spaces:
         raise ValueError(f"{owner}: {source} holds Caffe-converted weights, which expect {input_space} input; "
                          f"this network feeds {' / '.join(input_spaces)}. Use torchvision-layout weights.")

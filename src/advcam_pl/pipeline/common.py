@@ -229,14 +229,26 @@ def fit_trainer_overrides(final_ckpt: str | Path) -> dict[str, Any]:
 
 
 
-def backbone_source(cfg: DictConfig, group: str) -> str | None:
-    """Initial backbone weights of ``cfg.<group>.module``: the trained CAM classifier
-    ``cfg.artifacts.cam_ckpt`` when ``cfg.<group>.init_from_cam`` (its ``backbone.*`` tensors; the
-    stand-in for ImageNet weights offline: tests, demo), else ``cfg.<group>.module.pretrained``."""
+def initial_weights(cfg: DictConfig, group: str) -> str | None:
+    """Where ``cfg.<group>.module``'s backbone starts: the trained CAM classifier ``cfg.artifacts.cam_ckpt``
+    when ``cfg.<group>.init_from_cam`` (its ``backbone.*`` tensors; the stand-in for ImageNet weights
+    offline: tests, demo), else ``cfg.<group>.module.pretrained`` (``imagenet``, a file or ``None``)."""
     conf = cfg[group]
-    if conf.get("init_from_cam", False):
-        ckpt = Path(cfg.artifacts.cam_ckpt)
-        if not ckpt.is_file():
-            raise FileNotFoundError(f"{group}.init_from_cam: the CAM checkpoint {ckpt} does not exist; run train_cam")
-        return str(ckpt)
-    return conf.module.get("pretrained")
+    return str(cfg.artifacts.cam_ckpt) if conf.get("init_from_cam", False) else conf.module.get("pretrained")
+
+
+def backbone_source(cfg: DictConfig, group: str) -> str | None:
+    """:func:`initial_weights` for a run: a missing CAM checkpoint under ``init_from_cam`` is an error."""
+    source = initial_weights(cfg, group)
+    if cfg[group].get("init_from_cam", False) and not Path(source).is_file():
+        raise FileNotFoundError(f"{group}.init_from_cam: the CAM checkpoint {source} does not exist; run train_cam")
+    return source
+
+
+def initial_weights_input(cfg: DictConfig, group: str, key: str = "pretrained") -> dict[str, Any]:
+    """Provenance inputs: ``{key: identity}`` of the file :func:`initial_weights` names (none for
+    ``imagenet`` or a random init)."""
+    from advcam_pl.pipeline.provenance import file_identity
+
+    source = initial_weights(cfg, group)
+    return {key: file_identity(source)} if source and Path(str(source)).suffix else {}

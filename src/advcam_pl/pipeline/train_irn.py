@@ -29,6 +29,7 @@ from advcam_pl.pipeline.common import (
     data_root,
     fit_callbacks,
     fit_trainer_overrides,
+    initial_weights_input,
     log_metrics,
     seed_everything,
     stage_loggers,
@@ -36,7 +37,6 @@ from advcam_pl.pipeline.common import (
 )
 from advcam_pl.pipeline.provenance import (
     Provenance,
-    file_identity,
     folder_identity,
     list_identity,
     settings_of,
@@ -58,9 +58,7 @@ def provenance(cfg: DictConfig) -> Provenance:
     ckpt = Path(cfg.artifacts.irn_ckpt)
     inputs = {"ir_label_dir": folder_identity(cfg.artifacts.ir_label_dir),
               "train_list": list_identity(cfg.data.root, cfg.data.train_list)}
-    source = cfg.artifacts.cam_ckpt if cfg.irn.get("init_from_cam", False) else cfg.irn.module.get("pretrained")
-    if source and Path(str(source)).suffix:
-        inputs["backbone"] = file_identity(source)
+    inputs.update(initial_weights_input(cfg, "irn", key="backbone"))
     settings = {**settings_of(cfg, SETTINGS, IGNORED), **resolved_settings(cfg, SETTINGS)}
     return Provenance("train_irn", ckpt, settings, inputs,
                       keep_both="a new cam.name (or another artifacts.irn_ckpt=...)",

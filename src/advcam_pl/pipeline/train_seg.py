@@ -27,13 +27,13 @@ from advcam_pl.pipeline.common import (
     fit_callbacks,
     fit_metrics,
     fit_trainer_overrides,
+    initial_weights_input,
     log_metrics,
     stage_loggers,
     training_callbacks,
 )
 from advcam_pl.pipeline.provenance import (
     Provenance,
-    file_identity,
     folder_identity,
     list_identity,
     settings_of,
@@ -61,9 +61,7 @@ def provenance(cfg: DictConfig) -> Provenance:
     label_dir = cfg.model.train.label_dir
     inputs = {"labels": "gt" if is_gt(label_dir) else folder_identity(label_dir),
               "train_list": list_identity(cfg.data.root, cfg.data.train_list)}
-    pretrained = cfg.artifacts.cam_ckpt if cfg.model.get("init_from_cam", False) else cfg.model.module.get("pretrained")
-    if pretrained and Path(str(pretrained)).suffix:
-        inputs["pretrained"] = file_identity(pretrained)
+    inputs.update(initial_weights_input(cfg, "model"))
     return Provenance("train_seg", ckpt, settings_of(cfg, SETTINGS, IGNORED), inputs,
                       keep_both="a new cam.name or model.name (or another artifacts.seg_ckpt=...)",
                       companions=[progress_path(ckpt), hpc_dir(ckpt)])

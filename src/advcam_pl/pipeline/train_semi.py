@@ -10,7 +10,9 @@ passes over the weak list, validating on ``data.val_list`` (full images, single 
 end). A killed run resumes from ``<semi_ckpt stem>.progress.ckpt``, written every epoch and every
 ``semi.train.save_every_n_steps`` steps (:func:`~advcam_pl.training.checkpoint.fit_resumable`).
 Extra callbacks: ``cfg.callbacks``. Weak images recorded as skipped in the weak-label folder are left
-out. Done when the checkpoint is complete and was made with this run's settings and weak labels.
+out. The encoder's ResNet starts from ``semi.module.pretrained`` or, with ``semi.init_from_cam``, from the
+trained CAM classifier ``cfg.artifacts.cam_ckpt`` (as train_seg's ``model.init_from_cam``). Done when the
+checkpoint is complete and was made with this run's settings, weak labels and initial weights.
 """
 
 from __future__ import annotations
@@ -22,18 +24,19 @@ import hydra
 from omegaconf import DictConfig
 
 from advcam_pl.pipeline.common import (
+    backbone_source,
     build_trainer,
     data_root,
     fit_callbacks,
     fit_metrics,
     fit_trainer_overrides,
+    initial_weights_input,
     log_metrics,
     stage_loggers,
     training_callbacks,
 )
 from advcam_pl.pipeline.provenance import (
     Provenance,
-    file_identity,
     folder_identity,
     list_identity,
     settings_of,
@@ -44,7 +47,7 @@ from advcam_pl.training.checkpoint import checkpoint_is_complete, fit_resumable,
 log = logging.getLogger(__name__)
 
 # What determines CCT's weights (test_* and eval are evaluation settings; workers and checkpoints are not).
-SETTINGS = ("semi.module", "semi.data", "semi.train", "semi.weak_labels", "seed", "data.name", "trainer.precision")
+SETTINGS = ("semi.module", "semi.data", "semi.train", "semi.weak_labels", "semi.init_from_cam", "seed", "data.name", "trainer.precision")
 IGNORED = ("semi.module.test_scales", "semi.module.test_flip", "semi.module.test_average", "semi.data.root",
            "semi.data.num_workers", "semi.data.weak_label_dir", "semi.train.save_every_n_steps",
            "semi.train.val_every_n_epochs", "semi.train.val_batches")
@@ -56,9 +59,7 @@ def provenance(cfg: DictConfig) -> Provenance:
     inputs = {"weak_labels": folder_identity(weak_dir) if weak_dir else "none",
               "labelled_list": list_identity(cfg.data.root, data.labelled_list),
               "weak_pool_list": list_identity(cfg.data.root, data.weak_pool_list)}
-    pretrained = cfg.semi.module.get("pretrained")
-    if pretrained and Path(str(pretrained)).suffix:
-        inputs["pretrained"] = file_identity(pretrained)
+    inputs.update(initial_weights_input(cfg, "semi"))
     return Provenance("train_semi", ckpt, settings_of(cfg, SETTINGS, IGNORED), inputs,
                       keep_both="a new semi.name or cam.name (or another artifacts.semi_ckpt=...)",
                       companions=[progress_path(ckpt), hpc_dir(ckpt)])
@@ -72,11 +73,12 @@ def run(cfg: DictConfig) -> dict:
     semi, tr = cfg.semi, cfg.semi.train
     ckpt = Path(cfg.artifacts.semi_ckpt)
     root = data_root(cfg)
+    pretrained = backbone_source(cfg, "semi")  # its error before any record is written
     provenance(cfg).begin(cfg)
     skipped = read_skipped(semi.data.get("weak_label_dir"))
     log_skipped("train_semi", skipped)
     datamodule = hydra.utils.instantiate(semi.data, root=root, skip_ids=sorted(skipped), _convert_="all")
-    model = hydra.utils.instantiate(semi.module, _convert_="all")
+    model = hydra.utils.instantiate(semi.module, _convert_="all", pretrained=pretrained)
     callbacks = fit_callbacks("train_semi", ckpt, tr.get("save_every_n_steps", 0))
     val_batches = tr.get("val_batches")
     with stage_loggers(cfg, "train_semi") as loggers:

@@ -29,12 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from advcam_pl.models.resnet import ResNet
-from advcam_pl.models.weights import (
-    expected_backbone_tensors,
-    imagenet_state_dict,
-    load_matching,
-    read_state_dict,
-)
+from advcam_pl.models.weights import load_backbone_weights
 
 log = logging.getLogger(__name__)
 
@@ -111,14 +106,20 @@ def deep_stem_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
     return out
 
 
+# output stride → the ResNet's (strides, dilations) of stem+layer1, layer2, layer3, layer4.
+_LAYOUTS = {8: ((2, 2, 1, 1), (1, 1, 2, 4)), 16: ((2, 2, 2, 1), (1, 1, 1, 2))}
+
+
 class CCTEncoder(nn.Module):
-    """Backbone + PSP: ``[B, 3, H, W]`` → ``[B, out_channels, ⌈H/8⌉, ⌈W/8⌉]``.
+    """Backbone + PSP: ``[B, 3, H, W]`` → ``[B, out_channels, ⌈H/s⌉, ⌈W/s⌉]`` (``s = output_stride``, 8).
 
     Args:
         depth: ResNet depth (50 official; 18 for the tiny config).
         deep_stem: torchcv's deep stem (official) instead of torchvision's 7×7 stem.
         pretrained: ``"imagenet"`` (torchvision's weights; 7×7 stem only), a weights file, or ``None``.
         psp_bins, psp_channels: PSP bins and width (``None``: backbone channels / number of bins).
+        output_stride: 8 (official: layer3/layer4 dilated) or 16 (only layer4 dilated: the CAM
+            classifier's stride, a quarter of layer3's and layer4's cells; the CPU demo).
     """
 
     def __init__(
@@ -128,6 +129,7 @@ class CCTEncoder(nn.Module):
         pretrained: str | os.PathLike | None = "imagenet",
         psp_bins: Sequence[int] = (1, 2, 3, 6),
         psp_channels: int | None = None,
+        output_stride: int = 8,
     ):
         super().__init__()
         if deep_stem and pretrained == "imagenet":
@@ -136,9 +138,14 @@ class CCTEncoder(nn.Module):
                 "CCT's torchcv weights as a file (pretrained=/path/to/3x3resnet50-imagenet.pth, from the CCT "
                 "repository's release v0.1), or set deep_stem=false"
             )
-        self.backbone = ResNet(depth, strides=(2, 2, 1, 1), dilations=(1, 1, 2, 4), norm_layer=nn.BatchNorm2d)
-        keep_previous_dilation(self.backbone.layer3, 1)
-        keep_previous_dilation(self.backbone.layer4, 2)
+        if output_stride not in _LAYOUTS:
+            raise ValueError(f"output_stride must be one of {sorted(_LAYOUTS)}, got {output_stride!r}")
+        strides, dilations = _LAYOUTS[output_stride]
+        self.output_stride = output_stride
+        self.backbone = ResNet(depth, strides=strides, dilations=dilations, norm_layer=nn.BatchNorm2d)
+        for i, layer in ((2, self.backbone.layer3), (3, self.backbone.layer4)):
+            if strides[i] == 1:
+                keep_previous_dilation(layer, dilations[i - 1])
         if deep_stem:
             use_deep_stem(self.backbone)
         self.psp = PSPModule(self.backbone.out_channels[-1], psp_bins, psp_channels)
@@ -152,33 +159,22 @@ class CCTEncoder(nn.Module):
 def load_encoder_weights(
     backbone: ResNet, pretrained: str | os.PathLike | None, depth: int, deep_stem: bool
 ) -> str:
-    """Fill every backbone tensor from ``pretrained``; returns (and logs) where they came from.
+    """Fill every backbone tensor from ``pretrained`` (:func:`~advcam_pl.models.weights.load_backbone_weights`:
+    ``"imagenet"``, a weights file, one of our checkpoints, e.g. the CAM classifier's with
+    ``semi.init_from_cam``, or ``None``); returns (and logs) where they came from.
 
     Raises unless the load filled every tensor (a partial or silent random init is a known failure
-    of the official code, whose missing weights file leaves the backbone random).
+    of the official code, whose missing weights file leaves the backbone random), and for a checkpoint
+    of another ResNet depth. Strides and dilations are no weights: a stride-16 classifier's tensors fill
+    this stride-8 backbone.
     """
     stem = "deep 3×3 stem" if deep_stem else "7×7 stem"
-    if pretrained is None or str(pretrained).lower() in ("", "none", "null"):
+    weights = load_backbone_weights(backbone, pretrained, depth, "CCT encoder",
+                                    rename=deep_stem_state_dict if deep_stem else None)
+    if weights.loaded == 0:
         source = f"random init (ResNet-{depth}, {stem})"
     else:
-        if pretrained == "imagenet":
-            state, source = imagenet_state_dict(depth), f"torchvision ImageNet ResNet-{depth} ({stem})"
-        else:
-            state = read_state_dict(pretrained)
-            if any(k.startswith("encoder.backbone.") for k in state):  # our own CCT checkpoint
-                state = {k.removeprefix("encoder.backbone."): v for k, v in state.items()}
-            elif any(k.startswith("net.encoder.backbone.") for k in state):
-                state = {k.removeprefix("net.encoder.backbone."): v for k, v in state.items()}
-            if deep_stem:
-                state = deep_stem_state_dict(state)
-            source = f"{pretrained} (ResNet-{depth}, {stem})"
-        state = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
-        n, expected = load_matching(backbone, state), expected_backbone_tensors(backbone)
-        if n != expected:
-            raise RuntimeError(
-                f"CCT encoder: {source} filled {n} of {expected} backbone tensors (names or shapes differ); "
-                "refusing to train from a partial initialisation"
-            )
+        source = f"{weights.source} (ResNet-{depth}, {stem}, {weights.loaded} / {weights.expected} tensors)"
     message = f"CCT encoder backbone: {source}"
     print(message)
     log.info(message)

@@ -66,7 +66,7 @@ WEAK_LABEL_MODES = ("sem_seg", "ir_label", "none")
 class CCT(pl.LightningModule):
     """See the module docstring; every argument is a hyper-parameter of ``conf/semi/cct.yaml``.
 
-    Network: ``num_classes, depth, deep_stem, pretrained, psp_bins, psp_channels, final_relu``.
+    Network: ``num_classes, depth, deep_stem, pretrained, psp_bins, psp_channels, output_stride, final_relu``.
     Auxiliary decoders: ``aux_counts`` (per type, official K = 30), ``xi, eps, vat_iterations, vat_norm_floor`` (VAT),
     ``drop_rate, spatial_dropout`` (DropOut), ``erase, cutout_min_points`` (G-Cutout),
     ``feature_drop_range`` (F-Drop γ), ``uniform_range`` (F-Noise), ``shared_batch_draws``.
@@ -85,6 +85,7 @@ class CCT(pl.LightningModule):
         pretrained: str | os.PathLike | None = "imagenet",
         psp_bins: Sequence[int] = (1, 2, 3, 6),
         psp_channels: int | None = None,
+        output_stride: int = 8,
         final_relu: bool = True,
         aux_counts: Mapping[str, int] | None = None,
         xi: float = 1e-6,
@@ -132,7 +133,7 @@ class CCT(pl.LightningModule):
             "feature_noise": {"uniform_range": uniform_range, "per_sample": per_sample},
         }
         self.net = CCTNet(
-            num_classes, depth, deep_stem, pretrained, tuple(psp_bins), psp_channels,
+            num_classes, depth, deep_stem, pretrained, tuple(psp_bins), psp_channels, output_stride,
             final_relu=final_relu, aux_counts=None if aux_counts is None else dict(aux_counts),
             aux_options=options, cutout_min_points=cutout_min_points,
         )  # fmt: skip
@@ -142,18 +143,24 @@ class CCT(pl.LightningModule):
         self.val_miou = MeanIoU(num_classes)
 
     @property
+    def output_stride(self) -> int:
+        return self.net.encoder.output_stride
+
+    @property
     def use_weak_labels(self) -> bool:
         return self.hparams.weak_labels != "none"
 
     # -- networks ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, H, W]`` → main decoder output ``[B, K, 8⌈H/8⌉, 8⌈W/8⌉]`` (raw, ≥ 0 by default)."""
+        """``[B, 3, H, W]`` → main decoder output ``[B, K, s⌈H/s⌉, s⌈W/s⌉]`` (``s = output_stride``; raw, ≥ 0
+        by default)."""
         return self.net(x)
 
     def predict_logits(self, image: torch.Tensor) -> torch.Tensor:
         """Multi-scale + flip outputs ``[B, K, H, W]`` (:func:`~.inference.multi_scale_predict`)."""
         hp = self.hparams
-        return multi_scale_predict(self.net, image, tuple(hp.test_scales), hp.test_flip, average=hp.test_average)
+        return multi_scale_predict(self.net, image, tuple(hp.test_scales), hp.test_flip, self.output_stride,
+                                   hp.test_average)
 
     # -- losses -----------------------------------------------------------------------------------
     @property
@@ -222,8 +229,8 @@ class CCT(pl.LightningModule):
         return losses["loss"]
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        """Single scale on the full image (padded to a multiple of 8), main decoder only."""
-        self.val_miou.update(single_scale_predict(self.net, batch["image"]).argmax(1), batch["label"])
+        """Single scale on the full image (padded to a multiple of the output stride), main decoder only."""
+        self.val_miou.update(single_scale_predict(self.net, batch["image"], self.output_stride).argmax(1), batch["label"])
         self.log("val/miou", self.val_miou, batch_size=batch["image"].shape[0])
 
     def predict_step(self, batch: dict, batch_idx: int) -> torch.Tensor:

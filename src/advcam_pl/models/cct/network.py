@@ -25,8 +25,8 @@ def match_size(output: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 
 class CCTNet(nn.Module):
     """CCT: ``forward(x)`` is the eval path, the main decoder's raw output
-    ``[B, K, 8⌈H/8⌉, 8⌈W/8⌉]``; :meth:`unlabelled_outputs` is the training path of an
-    unlabelled/weak batch.
+    ``[B, K, s⌈H/s⌉, s⌈W/s⌉]`` (``s = output_stride``, 8 official: the heads upsample by ``s``);
+    :meth:`unlabelled_outputs` is the training path of an unlabelled/weak batch.
 
     Args:
         aux_counts: decoders per type (:data:`~advcam_pl.models.cct.decoders.AUX_TYPES`); the
@@ -46,15 +46,15 @@ class CCTNet(nn.Module):
         pretrained: str | os.PathLike | None = "imagenet",
         psp_bins: Sequence[int] = (1, 2, 3, 6),
         psp_channels: int | None = None,
-        upscale: int = 8,
+        output_stride: int = 8,
         final_relu: bool = True,
         aux_counts: Mapping[str, int] | None = None,
         aux_options: Mapping[str, Mapping] | None = None,
         cutout_min_points: int = 50,
     ):
         super().__init__()
-        self.encoder = CCTEncoder(depth, deep_stem, pretrained, psp_bins, psp_channels)
-        channels = self.encoder.out_channels
+        self.encoder = CCTEncoder(depth, deep_stem, pretrained, psp_bins, psp_channels, output_stride)
+        channels, upscale = self.encoder.out_channels, output_stride
         self.main_decoder = DecoderHead(channels, num_classes, upscale, final_relu)
         counts = OFFICIAL_AUX_COUNTS if aux_counts is None else aux_counts
         self.aux_decoders = build_aux_decoders(counts, channels, num_classes, upscale, final_relu, aux_options)
