@@ -1,5 +1,5 @@
-"""Fixtures shared by all tests: the repo root, composed configs, a tiny synthetic VOC tree, the
-real VOC fixtures."""
+"""Fixtures shared by all tests: the repo root, composed configs, tiny synthetic VOC trees (one of
+two image sizes only), the real VOC fixtures."""
 
 from __future__ import annotations
 
@@ -72,6 +72,14 @@ def synthetic_factory(tmp_path_factory) -> Callable[..., Path]:
 def synthetic_root(synthetic_factory) -> Path:
     """A tiny synthetic VOC2012 tree (see ``SYNTHETIC_KWARGS``); treat it as read-only."""
     return synthetic_factory(**SYNTHETIC_KWARGS)
+
+
+@pytest.fixture(scope="session")
+def two_size_root(synthetic_factory) -> Path:
+    """A synthetic tree whose 24 train_aug images (12 train) have two sizes only, 48×36 and 36×48
+    (like VOC's 500×375 / 375×500), so that size-bucketed batches hold several images; read-only."""
+    return synthetic_factory(seed=1, num_train=24, num_val=4, num_test=2, long_side=(48, 48),
+                             short_ratio=(0.75, 0.75))
 
 
 @pytest.fixture(scope="session")

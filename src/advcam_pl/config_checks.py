@@ -90,6 +90,8 @@ RULES: dict[str, Rule] = {
     "seed": number(integer=True),
     "data.root": Rule(PATH.accepts, "a path (the VOC2012 folder, e.g. data.root=/data/VOCdevkit/VOC2012)"),
     "skip_done": BOOL,
+    "num_threads": Rule(lambda v: v is None or v == "cores" or POSITIVE_INT.accepts(v),
+                        "an integer >= 1, 'cores' or null"),
     "data.num_workers": COUNT,
     "data.skip_bad": BOOL,
     # seeds

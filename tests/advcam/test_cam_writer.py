@@ -21,12 +21,6 @@ SCALES = (1.0, 0.5)
 CLIMB = {"steps": 3}
 
 
-@pytest.fixture(scope="module")
-def two_size_root(synthetic_factory):
-    """Train images of two sizes only (48×36 and 36×48), so that batches hold several images."""
-    return synthetic_factory(seed=1, num_train=24, num_val=4, num_test=2, long_side=(48, 48), short_ratio=(0.75, 0.75))
-
-
 def trainer(tmp_path, callbacks, **kwargs) -> pl.Trainer:
     kwargs = {"devices": 1, **kwargs}
     return pl.Trainer(accelerator="cpu", inference_mode=False, logger=False, enable_checkpointing=False,

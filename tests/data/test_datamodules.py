@@ -107,13 +107,6 @@ def test_size_buckets_batch_equal_keys_and_keep_every_index_once():
         size_buckets(keys, 0)
 
 
-@pytest.fixture(scope="module")
-def two_size_root(synthetic_factory):
-    """12 train images of two sizes only (48×36 and 36×48), like VOC's 500×375 / 375×500."""
-    return synthetic_factory(seed=1, num_train=24, num_val=4, num_test=2, long_side=(48, 48),
-                             short_ratio=(0.75, 0.75))
-
-
 def test_batches_hold_images_of_one_size_at_every_scale(two_size_root):
     module = InferenceDataModule(two_size_root, "train", scales=(1.0, 0.5, 1.5), batch_size=4,
                                  with_image_uint8=False)

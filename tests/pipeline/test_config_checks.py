@@ -22,6 +22,7 @@ BAD_VALUES = {
     "model.train.max_steps=0": "model.train.max_steps must be an integer >= 1, got 0",
     "data.skip_bad=maybe": "data.skip_bad must be one of True, False, got 'maybe'",
     "overwrite=[make_cams]": "overwrite must be true, false, a stage name or a list of stage names",
+    "num_threads=all": "num_threads must be an integer >= 1, 'cores' or null, got 'all'",
 }
 
 

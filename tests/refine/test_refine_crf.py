@@ -137,3 +137,16 @@ def test_write_label_pngs_before_and_after_crf(tmp_path):
         np.testing.assert_array_equal(np.array(final), crf_inference_prob(img, probs).argmax(0))
     write_label_pngs(img, probs, None, {"final": tmp_path / "plain.png"})
     np.testing.assert_array_equal(np.array(Image.open(tmp_path / "plain.png")), probs.argmax(0))
+
+
+def test_crf_workers_import_numpy_not_torch():
+    """A spawned CRF worker imports the job's modules; torch would cost each worker seconds."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, advcam_pl.refine.crf, advcam_pl.evaluation; "
+            "from advcam_pl.evaluation import confusion_matrix; print('torch' in sys.modules)")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

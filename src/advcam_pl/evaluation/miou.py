@@ -1,7 +1,8 @@
 """Confusion-matrix mIoU over the 21 VOC classes (background + 20), label 255 ignored.
 
-:class:`ConfusionMatrix` accumulates in numpy (the stages' scoring); :class:`MeanIoU` is the same
-accumulator as a torchmetrics ``Metric`` for validation inside Lightning (summed over DDP ranks).
+:class:`ConfusionMatrix` accumulates in numpy (the stages' scoring); :class:`~advcam_pl.evaluation.metric.MeanIoU`
+is the same accumulator as a torchmetrics ``Metric``. This module imports numpy only: the CRF worker
+processes score with it, and importing torch there cost each of them seconds.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
-import torchmetrics
 
 NUM_CLASSES = 21
 IGNORE_INDEX = 255
@@ -70,29 +69,6 @@ class ConfusionMatrix:
     @property
     def miou(self) -> float:
         return miou_from_confusion(self.matrix)
-
-
-class MeanIoU(torchmetrics.Metric):
-    """mIoU of the confusion matrix accumulated over a whole split (not a mean of per-image mIoUs),
-    as the official CCT and DeepLab validation compute it. ``update(pred, target)`` takes integer
-    label maps ``[B, H, W]`` (255 in ``target`` ignored); log the metric object itself
-    (``self.log("val/miou", self.val_miou)``) and Lightning computes, syncs and resets it per epoch.
-    """
-
-    full_state_update = False
-
-    def __init__(self, num_classes: int = NUM_CLASSES, ignore_index: int = IGNORE_INDEX):
-        super().__init__()
-        self.num_classes, self.ignore_index = num_classes, ignore_index
-        self.add_state("confusion", default=torch.zeros(num_classes, num_classes, dtype=torch.long),
-                       dist_reduce_fx="sum")
-
-    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        counts = confusion_matrix(pred.cpu().numpy(), target.cpu().numpy(), self.num_classes, self.ignore_index)
-        self.confusion += torch.from_numpy(counts).to(self.confusion.device)
-
-    def compute(self) -> torch.Tensor:
-        return torch.tensor(miou_from_confusion(self.confusion.cpu().numpy()))
 
 
 def iou_by_class(iou: np.ndarray, class_names: Sequence[str]) -> dict[str, float | None]:

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
-from advcam_pl.evaluation.miou import MeanIoU
+from advcam_pl.evaluation.metric import MeanIoU
 from advcam_pl.models.resnet import ResNet
 from advcam_pl.models.weights import INPUT_SPACES, load_backbone_weights, to_input_space
 from advcam_pl.training.schedule import poly_schedule, schedule_length

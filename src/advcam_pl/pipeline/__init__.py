@@ -75,19 +75,21 @@ class StageResult(NamedTuple):
 
 
 def run_pipeline(cfg: DictConfig) -> list[StageResult]:
-    """Check the config, then run ``cfg.stages`` in order after seeding with ``cfg.seed``; a stage
-    whose outputs are complete is skipped when ``cfg.skip_done``. SIGTERM/SIGINT stop it with
-    :class:`~advcam_pl.signals.Interrupted` (exit status 128 + signal), finished work kept."""
+    """Check the config, then run ``cfg.stages`` in order with ``cfg.num_threads`` torch threads after
+    seeding with ``cfg.seed``; a stage whose outputs are complete is skipped when ``cfg.skip_done``.
+    SIGTERM/SIGINT stop it with :class:`~advcam_pl.signals.Interrupted` (exit status 128 + signal),
+    finished work kept."""
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
     from advcam_pl.config_checks import check_config
-    from advcam_pl.pipeline.common import seed_everything
+    from advcam_pl.pipeline.common import seed_everything, set_num_threads
     from advcam_pl.pipeline.provenance import run_id
     from advcam_pl.signals import Interrupted, exit_on_signals
 
     names = stage_names(cfg.stages)
     check_config(cfg)
     run_id()  # exported before any DDP rank is launched, so the ranks share it
+    set_num_threads(cfg.get("num_threads"))
     seed_everything(cfg.get("seed", 0))
     results: list[StageResult] = []
     with exit_on_signals():

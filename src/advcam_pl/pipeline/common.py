@@ -10,6 +10,7 @@ outputs is :mod:`advcam_pl.pipeline.provenance`; skipped images are :mod:`advcam
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,25 @@ log = logging.getLogger(__name__)
 
 def seed_everything(seed: int) -> None:
     pl.seed_everything(int(seed), workers=True, verbose=False)
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, e.g. under ``taskset`` or SLURM)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def set_num_threads(num_threads: int | str | None) -> int:
+    """Pin torch's intra-op threads (``cfg.num_threads``): an integer, ``"cores"`` (every core this
+    process may use) or ``None`` (torch's default, left as it is); logs and returns the number in use."""
+    import torch
+
+    if num_threads is not None:
+        torch.set_num_threads(available_cores() if num_threads == "cores" else int(num_threads))
+    log.info("torch intra-op threads: %d (num_threads=%s)", torch.get_num_threads(), num_threads)
+    return torch.get_num_threads()
 
 
 def data_root(cfg: DictConfig) -> Path:

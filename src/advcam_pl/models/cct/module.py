@@ -46,7 +46,7 @@ from collections.abc import Mapping, Sequence
 import pytorch_lightning as pl
 import torch
 
-from advcam_pl.evaluation.miou import MeanIoU
+from advcam_pl.evaluation.metric import MeanIoU
 from advcam_pl.models.cct.inference import multi_scale_predict, single_scale_predict
 from advcam_pl.models.cct.losses import (
     loss_weights,
