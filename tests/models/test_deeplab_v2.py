@@ -41,6 +41,21 @@ def test_output_stride_is_8_with_caffe_arithmetic():
     assert output_size(321) == 41 and output_size(513) == 65  # DeepLab-v2's numbers
 
 
+def test_output_stride_16_is_the_cam_classifiers_layout():
+    """Stride 16: layer4 unstrided and undilated, so weights of the CAM classifier (ResNet(strides=(2, 2, 2, 1)))
+    see the geometry they were trained with; a bad stride is refused with the key's name."""
+    model = tiny(output_stride=16).eval()
+    with torch.no_grad():
+        taps = model.backbone(torch.zeros(1, 3, 65, 81))
+        logits = model(torch.zeros(1, 3, 65, 81))
+    assert [t.shape[-1] for t in taps] == [21, 21, 11, 6, 6]
+    assert logits.shape == (1, 21, 5, 6)
+    assert {m.dilation for m in model.backbone.modules() if isinstance(m, torch.nn.Conv2d)} == {(1, 1)}
+    assert model.backbone.layer4[0].conv1.stride == (1, 1) and model.backbone.layer3[0].conv1.stride == (2, 2)
+    with pytest.raises(ValueError, match="model.module.output_stride must be one of \\[8, 16\\], got 32"):
+        tiny(output_stride=32)
+
+
 def test_bottleneck_uses_the_caffe_layout():
     backbone = DeepLabV2(depth=50, pretrained=None).backbone
     block = backbone.layer2[0]

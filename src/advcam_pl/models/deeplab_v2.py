@@ -1,7 +1,8 @@
 """DeepLab-v2 (Chen et al., TPAMI 2017) as AdvCAM trains it on its pseudo masks.
 
 ResNet-101 in the Caffe layout (stride on the first 1×1 conv of a block, ceil-mode max-pool),
-layer3/layer4 dilated 2/4 → output stride 8; ASPP = four 3×3 convs with dilation 6/12/18/24 whose
+layer3/layer4 dilated 2/4 → output stride 8 (``output_stride=16``: no dilation, layer4 unstrided, the
+CAM classifier's layout; a departure for CPU configs, not DeepLab-v2's); ASPP = four 3×3 convs with dilation 6/12/18/24 whose
 outputs are *summed*. Training uses DeepLab-v2's multi-scale inputs (MSC): the image at 1.0, 0.75
 and 0.5, plus the pixel-wise max of the three (the smaller logits upsampled bilinearly to the 1.0
 logits' size); the loss is summed over those four outputs, each at its own resolution, with the
@@ -35,7 +36,7 @@ from torch import nn
 from torchvision.ops import FrozenBatchNorm2d
 
 from advcam_pl.evaluation.metric import MeanIoU
-from advcam_pl.models.resnet import ResNet
+from advcam_pl.models.resnet import ResNet, output_stride_layout
 from advcam_pl.models.weights import INPUT_SPACES, load_backbone_weights, to_input_space
 from advcam_pl.training.schedule import poly_schedule, schedule_length
 
@@ -143,7 +144,11 @@ class DeepLabV2(pl.LightningModule):
             ``None`` follows the initial weights (``"bgr_caffe"`` for a Caffe-converted file). Inputs
             are always ImageNet-normalised RGB; :meth:`forward` converts them. Saved in the
             checkpoint, so a reloaded model converts the same way.
-        rates: ASPP dilation rates.
+        rates: ASPP dilation rates (in logit cells, so at output stride 16 the same rates span twice
+            the pixels).
+        output_stride: 8 (DeepLab-v2: layer3/layer4 dilated 2/4) or 16 (layer4 unstrided, no
+            dilation: the CAM classifier's layout, so a backbone started from it sees the dilations it was trained with,
+            at about half the step time; the CPU demo).
         msc_scales: extra training input scales besides 1.0 (empty: single-scale training).
         freeze_bn: FrozenBatchNorm2d (DeepLab-v2; no BN parameter is trained and train mode changes
             nothing); ``False`` trains ordinary BatchNorm (only sensible from scratch with big batches).
@@ -154,8 +159,8 @@ class DeepLabV2(pl.LightningModule):
         class_balanced: weight the cross-entropy by median frequency / class frequency of the
             training labels (``datamodule.class_frequencies()``); off in DeepLab-v2.
 
-    Shapes: ``forward`` ``[B, 3, H, W]`` → logits ``[B, C, ⌈H/8⌉', ⌈W/8⌉']`` (Caffe arithmetic:
-    321 → 41). Batches: ``{"image": [B, 3, h, w] float, "label": [B, h, w] int64}`` in training and
+    Shapes: ``forward`` ``[B, 3, H, W]`` → logits ``[B, C, ⌈H/s⌉', ⌈W/s⌉']`` (``s = output_stride``,
+    Caffe arithmetic: 321 → 41 at 8). Batches: ``{"image": [B, 3, h, w] float, "label": [B, h, w] int64}`` in training and
     validation (``label`` 255 = ignore); ``{"image": [1, 3, H, W], "id": [str]}`` in predict, whose
     output is the softmax of :func:`multi_scale_logits` at image size, ``[1, C, H, W]``.
     """
@@ -167,6 +172,7 @@ class DeepLabV2(pl.LightningModule):
         pretrained: str | None = "imagenet",
         input_space: str | None = None,
         rates: Sequence[int] = (6, 12, 18, 24),
+        output_stride: int = 8,
         msc_scales: Sequence[float] = (0.75, 0.5),
         freeze_bn: bool = True,
         lr: float = 2.5e-4,
@@ -185,8 +191,9 @@ class DeepLabV2(pl.LightningModule):
     ):
         super().__init__()
         self.save_hyperparameters()
+        strides, dilations = output_stride_layout(output_stride, "model.module.output_stride")
         norm = FrozenBatchNorm2d if freeze_bn else nn.BatchNorm2d
-        self.backbone = ResNet(depth, strides=(2, 2, 1, 1), dilations=(1, 1, 2, 4), stride_in_1x1=True,
+        self.backbone = ResNet(depth, strides=strides, dilations=dilations, stride_in_1x1=True,
                                ceil_mode=True, norm_layer=norm)
         self.aspp = ASPP(self.backbone.out_channels[-1], num_classes, rates)
         weights = load_backbone_weights(self.backbone, pretrained, depth, "DeepLab-v2", INPUT_SPACES,
@@ -200,7 +207,7 @@ class DeepLabV2(pl.LightningModule):
 
     # -- networks ---------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, 3, H, W]`` ImageNet-normalised RGB → logits ``[B, C, h, w]`` (output stride 8)."""
+        """``[B, 3, H, W]`` ImageNet-normalised RGB → logits ``[B, C, h, w]`` (``output_stride``)."""
         return self.aspp(self.backbone(to_input_space(x, self.hparams.input_space))[-1])
 
     def msc_forward(self, x: torch.Tensor) -> list[torch.Tensor]:

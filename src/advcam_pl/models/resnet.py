@@ -68,6 +68,22 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
+# Output stride → ``(strides, dilations)`` for :class:`ResNet`: 8 = DeepLab-v2's / CCT's (layer3/layer4
+# dilated 2/4); 16 = the CAM classifier's and IRN's (layer4 unstrided, no dilation), what a network
+# started from the CAM classifier needs to see the geometry its weights were trained with.
+OUTPUT_STRIDE_LAYOUTS: dict[int, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    8: ((2, 2, 1, 1), (1, 1, 2, 4)),
+    16: ((2, 2, 2, 1), (1, 1, 1, 1)),
+}
+
+
+def output_stride_layout(output_stride: int, key: str = "output_stride") -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(strides, dilations)`` of :data:`OUTPUT_STRIDE_LAYOUTS`; an unknown stride names ``key``."""
+    if output_stride not in OUTPUT_STRIDE_LAYOUTS:
+        raise ValueError(f"{key} must be one of {sorted(OUTPUT_STRIDE_LAYOUTS)}, got {output_stride!r}")
+    return OUTPUT_STRIDE_LAYOUTS[output_stride]
+
+
 class ResNet(nn.Module):
     """ResNet backbone without the ImageNet head.
 

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advcam_pl.models.resnet import ResNet
+from advcam_pl.models.resnet import ResNet, output_stride_layout
 from advcam_pl.models.weights import load_backbone_weights
 
 log = logging.getLogger(__name__)
@@ -106,8 +106,6 @@ def deep_stem_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
     return out
 
 
-# output stride → the ResNet's (strides, dilations) of stem+layer1, layer2, layer3, layer4.
-_LAYOUTS = {8: ((2, 2, 1, 1), (1, 1, 2, 4)), 16: ((2, 2, 2, 1), (1, 1, 1, 2))}
 
 
 class CCTEncoder(nn.Module):
@@ -118,8 +116,9 @@ class CCTEncoder(nn.Module):
         deep_stem: torchcv's deep stem (official) instead of torchvision's 7×7 stem.
         pretrained: ``"imagenet"`` (torchvision's weights; 7×7 stem only), a weights file, or ``None``.
         psp_bins, psp_channels: PSP bins and width (``None``: backbone channels / number of bins).
-        output_stride: 8 (official: layer3/layer4 dilated) or 16 (only layer4 dilated: the CAM
-            classifier's stride, a quarter of layer3's and layer4's cells; the CPU demo).
+        output_stride: 8 (official: layer3/layer4 dilated) or 16 (layer4 unstrided, no dilation: the
+            CAM classifier's layout, so an encoder started from it sees the geometry it was trained with;
+            a quarter of layer3's and layer4's cells; the CPU demo).
     """
 
     def __init__(
@@ -138,9 +137,7 @@ class CCTEncoder(nn.Module):
                 "CCT's torchcv weights as a file (pretrained=/path/to/3x3resnet50-imagenet.pth, from the CCT "
                 "repository's release v0.1), or set deep_stem=false"
             )
-        if output_stride not in _LAYOUTS:
-            raise ValueError(f"output_stride must be one of {sorted(_LAYOUTS)}, got {output_stride!r}")
-        strides, dilations = _LAYOUTS[output_stride]
+        strides, dilations = output_stride_layout(output_stride)
         self.output_stride = output_stride
         self.backbone = ResNet(depth, strides=strides, dilations=dilations, norm_layer=nn.BatchNorm2d)
         for i, layer in ((2, self.backbone.layer3), (3, self.backbone.layer4)):
