@@ -20,7 +20,6 @@ what they say about AdvCAM against CAM, then the stage times; writes all of it t
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import platform
 import resource
@@ -30,14 +29,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from advcam_pl.config import compose_config
 from advcam_pl.data.synthetic import summarize
 from advcam_pl.data.voc import VOCReader
+from advcam_pl.errors import ConfigError
 from advcam_pl.io import atomic_save_json
 from advcam_pl.pipeline import run_pipeline
-from advcam_pl.pipeline.common import data_root
+from advcam_pl.pipeline.common import check_synthetic_settings, data_root
 from advcam_pl.pipeline.make_cam import analysis_path
 from advcam_pl.pipeline.reference_rows import all_background_miou
 from advcam_pl.pipeline.report import (
@@ -62,21 +62,6 @@ def cpu_seconds() -> float:
     """User + system CPU seconds of this process and its finished children (the CRF workers)."""
     usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     return sum(u.ru_utime + u.ru_stime for u in usage)
-
-
-def check_existing_data(cfg: DictConfig) -> None:
-    """Refuse a synthetic set generated with other ``data.generate`` settings than ``cfg``'s (the
-    stages would silently use it): name the file, the differing keys and the ways out."""
-    record = Path(cfg.data.root) / "synthetic.json"
-    if not record.is_file():
-        return
-    params = json.loads(record.read_text()).get("params", {})
-    wanted = OmegaConf.to_container(cfg.data.generate, resolve=True)
-    changed = {k: (params[k], v) for k, v in wanted.items() if k in params and params[k] != v}
-    if changed:
-        raise SystemExit(f"{record} was generated with other settings ("
-                         + ", ".join(f"{k}: {old} there, {new} asked" for k, (old, new) in changed.items())
-                         + "); pass another --out or remove that folder")
 
 
 def stage_time_table(timings: Mapping[str, Mapping[str, float | None]]) -> str:
@@ -139,7 +124,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
         overrides.insert(0, f"paths.work_dir={Path(out).resolve()}")
 
     base = compose_bench(overrides)
-    check_existing_data(base)
+    try:
+        check_synthetic_settings(base)
+    except ConfigError as err:
+        raise SystemExit(str(err)) from None
     print(summarize(data_root(base)))
     start = time.perf_counter()
     cfgs: dict[str, DictConfig] = {}

@@ -33,6 +33,13 @@ VOC_REAL_ROOT = REPO_ROOT.parent / "shared" / "fixtures" / "voc2012_real"
 SYNTHETIC_KWARGS = dict(seed=0, num_train=24, num_val=8, num_test=4, long_side=(48, 64))
 
 
+def generate_overrides(**kwargs) -> list[str]:
+    """Hydra overrides that make ``data.generate`` describe a set generated with ``kwargs`` (the demo
+    and bench-chain refuse a set whose ``synthetic.json`` says otherwise)."""
+    return [f"data.generate.{k}=[{','.join(map(str, v))}]" if isinstance(v, (tuple, list)) else f"data.generate.{k}={v}"
+            for k, v in kwargs.items()]
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

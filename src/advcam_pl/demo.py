@@ -27,8 +27,9 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from advcam_pl.config import compose_config
+from advcam_pl.errors import ConfigError
 from advcam_pl.pipeline import run_pipeline
-from advcam_pl.pipeline.common import data_root
+from advcam_pl.pipeline.common import check_synthetic_settings, data_root
 from advcam_pl.pipeline.reference_rows import gt_seg_overrides, reference_table_rows
 from advcam_pl.pipeline.report import chain_metrics, read_metrics, seed_method_summary, segmentation_summary
 from advcam_pl.viz.stages import log_summary
@@ -72,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, DictConfig]:
                              f"({', '.join(methods.values())})")
     from advcam_pl.data.synthetic import summarize
 
+    try:
+        check_synthetic_settings(base, "pass another --out (make demo DEMO_DIR=...) or remove that folder")
+    except ConfigError as err:
+        raise SystemExit(str(err)) from None
     print(summarize(data_root(base)))
 
     cfgs: dict[str, DictConfig] = {}

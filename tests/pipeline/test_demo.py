@@ -9,10 +9,15 @@ import pytest
 from advcam_pl import demo
 from advcam_pl.io import atomic_save_json
 from advcam_pl.pipeline.reference_rows import all_background_miou
+from tests.conftest import SYNTHETIC_KWARGS, generate_overrides
 
 CHAIN = ["make_cam", "eval_cam", "make_ir_label", "train_irn", "make_sem_seg", "eval_sem_seg", "eval_walk_ceiling"]
 SEG = ["train_seg", "eval_seg"]
 SEMI_STAGES = ("train_semi", "eval_semi")
+
+
+def on_synthetic(root) -> list[str]:
+    return [f"data.root={root}", *generate_overrides(**SYNTHETIC_KWARGS)]
 
 
 def weak_runs(runs: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -43,7 +48,7 @@ def fake_metrics(fake_stages):
 def test_each_seed_method_runs_its_chain_then_the_segmentation_network_on_gt_masks(
     fake_metrics, synthetic_root, tmp_path, capsys
 ):
-    cfgs = demo.main(["--out", str(tmp_path), f"data.root={synthetic_root}"])
+    cfgs = demo.main(["--out", str(tmp_path), *on_synthetic(synthetic_root)])
     assert weak_runs(fake_metrics.runs) == [("train_cam", "cam"), *((s, "cam") for s in [*CHAIN, *SEG]),
                                             *((s, "advcam") for s in [*CHAIN, *SEG]), *((s, "advcam") for s in SEG)]
     assert cfgs["AdvCAM"].cam.climb.steps == 8 and "climb" not in cfgs["CAM"].cam
@@ -62,26 +67,26 @@ def test_each_seed_method_runs_its_chain_then_the_segmentation_network_on_gt_mas
     assert segmentation["DeepLab-v2 + GT masks"] == ["50.0", "-"]
 
     fake_metrics.runs.clear()
-    demo.main(["--out", str(tmp_path), f"data.root={synthetic_root}"])
+    demo.main(["--out", str(tmp_path), *on_synthetic(synthetic_root)])
     assert fake_metrics.runs == []  # every output is complete: a second run only prints the table
     assert table_rows(capsys.readouterr().out)["AdvCAM"] == ["20.0", "21.0", "22.0", "24.0", "23.0"]
 
 
 def test_without_references_there_are_no_reference_rows(fake_metrics, synthetic_root, tmp_path, capsys):
-    demo.main(["--out", str(tmp_path), f"data.root={synthetic_root}", "demo.references=false"])
+    demo.main(["--out", str(tmp_path), *on_synthetic(synthetic_root), "demo.references=false"])
     assert [run for run in fake_metrics.runs if run[0] in SEG] == [(s, m) for m in ("cam", "advcam") for s in SEG]
     rows = table_rows(capsys.readouterr().out)
     assert "seg" not in rows and "all" not in rows
 
 
 def test_seg_seeds_picks_whose_masks_train_the_segmentation(fake_metrics, synthetic_root, tmp_path, capsys):
-    demo.main(["--out", str(tmp_path), f"data.root={synthetic_root}", "demo.seg_seeds=cam", "demo.references=false"])
+    demo.main(["--out", str(tmp_path), *on_synthetic(synthetic_root), "demo.seg_seeds=cam", "demo.references=false"])
     assert [run for run in fake_metrics.runs if run[0] in SEG] == [("train_seg", "cam"), ("eval_seg", "cam")]
     rows = table_rows(capsys.readouterr().out)
     assert rows["CAM"][-1] == "13.0" and rows["AdvCAM"][-1] == "-"
 
     with pytest.raises(ValueError, match="demo.seg_seeds='advcam_noreg' is not a method of demo.methods"):
-        demo.main(["--out", str(tmp_path), f"data.root={synthetic_root}", "demo.seg_seeds=advcam_noreg"])
+        demo.main(["--out", str(tmp_path), *on_synthetic(synthetic_root), "demo.seg_seeds=advcam_noreg"])
 
 
 def test_the_semi_half_trains_cct_once_per_weak_label_source_after_the_seed_methods(
@@ -90,7 +95,7 @@ def test_the_semi_half_trains_cct_once_per_weak_label_source_after_the_seed_meth
     value = {"sem_seg": {"advcam": 0.5, "cam": 0.4}, "none": {"advcam": 0.3}}
     fake_metrics.on_run["eval_semi"] = lambda cfg: atomic_save_json(cfg.artifacts.semi_metrics, {
         "miou": value[cfg.semi.weak_labels][cfg.cam.name], "miou_no_crf": 0.1, "crf": {"t": 10}})
-    cfgs = demo.main(["--out", str(tmp_path), f"data.root={synthetic_root}"])
+    cfgs = demo.main(["--out", str(tmp_path), *on_synthetic(synthetic_root)])
     runs = fake_metrics.runs
     assert [run for run in runs if run[0] in SEMI_STAGES] == [
         ("train_semi", "advcam"), ("eval_semi", "advcam"), ("train_semi", "cam"), ("eval_semi", "cam"),
@@ -107,3 +112,11 @@ def test_the_semi_half_trains_cct_once_per_weak_label_source_after_the_seed_meth
     assert rows["DeepLab-v2 + AdvCAM masks"] == ["23.0", "-"]  # the fake eval_seg wrote no CRF result
     assert rows["CCT + AdvCAM masks"] == ["10.0", "50.0"] and rows["CCT + CAM masks"] == ["10.0", "40.0"]
     assert rows["CCT without weak labels"] == ["10.0", "30.0"]
+
+
+def test_a_synthetic_set_of_other_settings_is_refused_naming_the_file(fake_metrics, synthetic_root, tmp_path):
+    """An old demo's data (say, smaller images) in the work dir would silently change every number."""
+    with pytest.raises(SystemExit, match=r"synthetic\.json was generated with other settings \(.*long_side: \[48, 64\] "
+                                         r"there, \[160, 192\] asked.*\); pass another --out"):
+        demo.main(["--out", str(tmp_path), f"data.root={synthetic_root}"])
+    assert fake_metrics.runs == []

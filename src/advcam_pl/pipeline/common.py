@@ -9,6 +9,7 @@ outputs is :mod:`advcam_pl.pipeline.provenance`; skipped images are :mod:`advcam
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -20,6 +21,7 @@ import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
+from advcam_pl.errors import ConfigError
 from advcam_pl.io import file_is_complete
 
 log = logging.getLogger(__name__)
@@ -58,6 +60,23 @@ def data_root(cfg: DictConfig) -> Path:
         log.info("generating the synthetic dataset at %s", root)
         generate_dataset(root, **OmegaConf.to_container(generate, resolve=True))
     return root
+
+
+def check_synthetic_settings(cfg: DictConfig, remedy: str = "pass another --out or remove that folder") -> None:
+    """Refuse a synthetic set at ``cfg.data.root`` generated with other ``data.generate`` settings than
+    ``cfg``'s (the stages would silently use it): :class:`~advcam_pl.errors.ConfigError` naming its
+    ``synthetic.json``, the differing keys and ``remedy``. A set without the record (VOC) passes."""
+    generate = cfg.data.get("generate")
+    record = Path(cfg.data.root) / "synthetic.json"
+    if generate is None or not record.is_file():
+        return
+    params = json.loads(record.read_text()).get("params", {})
+    wanted = OmegaConf.to_container(generate, resolve=True)
+    changed = {k: (params[k], v) for k, v in wanted.items() if k in params and params[k] != v}
+    if changed:
+        raise ConfigError(f"{record} was generated with other settings ("
+                          + ", ".join(f"{k}: {old} there, {new} asked" for k, (old, new) in changed.items())
+                          + f"); {remedy}")
 
 
 def instantiate_loggers(cfg: DictConfig, stage: str, save_dir: str | Path | None = None) -> list:
