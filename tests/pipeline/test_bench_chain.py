@@ -8,7 +8,7 @@ import json
 import re
 
 import pytest
-from tests.conftest import SYNTHETIC_KWARGS
+from tests.conftest import SYNTHETIC_KWARGS, generate_overrides
 
 from advcam_pl.config import compose_config
 from advcam_pl.io import atomic_save_json
@@ -17,9 +17,9 @@ from advcam_pl.pipeline.reference_rows import all_background_miou
 
 CHAIN = ["make_cam", "eval_cam", "make_ir_label", "train_irn", "make_sem_seg", "eval_sem_seg"]
 # the session dataset's generation settings, so the driver accepts it as its own
-DATA = ["--num-images", str(SYNTHETIC_KWARGS["num_train"]), f"data.generate.num_val={SYNTHETIC_KWARGS['num_val']}",
-        f"data.generate.num_test={SYNTHETIC_KWARGS['num_test']}", "data.generate.train_fraction=0.5",
-        f"data.generate.long_side=[{','.join(map(str, SYNTHETIC_KWARGS['long_side']))}]"]
+DATA = ["--num-images", str(SYNTHETIC_KWARGS["num_train"]),
+        *generate_overrides(num_val=SYNTHETIC_KWARGS["num_val"], num_test=SYNTHETIC_KWARGS["num_test"],
+                            train_fraction=0.5, long_side=SYNTHETIC_KWARGS["long_side"])]
 
 
 @pytest.fixture(scope="module")

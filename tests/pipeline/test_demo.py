@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 
 import pytest
+from tests.conftest import SYNTHETIC_KWARGS, generate_overrides
 
 from advcam_pl import demo
 from advcam_pl.io import atomic_save_json
 from advcam_pl.pipeline.reference_rows import all_background_miou
-from tests.conftest import SYNTHETIC_KWARGS, generate_overrides
 
 CHAIN = ["make_cam", "eval_cam", "make_ir_label", "train_irn", "make_sem_seg", "eval_sem_seg", "eval_walk_ceiling"]
 SEG = ["train_seg", "eval_seg"]

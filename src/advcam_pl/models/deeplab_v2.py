@@ -1,9 +1,9 @@
 """DeepLab-v2 (Chen et al., TPAMI 2017) as AdvCAM trains it on its pseudo masks.
 
 ResNet-101 in the Caffe layout (stride on the first 1×1 conv of a block, ceil-mode max-pool),
-layer3/layer4 dilated 2/4 → output stride 8 (``output_stride=16``: no dilation, layer4 unstrided, the
-CAM classifier's layout; a departure for CPU configs, not DeepLab-v2's); ASPP = four 3×3 convs with dilation 6/12/18/24 whose
-outputs are *summed*. Training uses DeepLab-v2's multi-scale inputs (MSC): the image at 1.0, 0.75
+layer3/layer4 dilated 2/4 → output stride 8 (``output_stride=16``: layer4 unstrided, no dilation, the
+CAM classifier's layout; a departure for CPU configs, not DeepLab-v2's); ASPP = four 3×3 convs with
+dilation 6/12/18/24 whose outputs are *summed*. Training uses DeepLab-v2's multi-scale inputs (MSC): the image at 1.0, 0.75
 and 0.5, plus the pixel-wise max of the three (the smaller logits upsampled bilinearly to the 1.0
 logits' size); the loss is summed over those four outputs, each at its own resolution, with the
 labels resized by nearest neighbour. The solver follows DeepLab-v2's ``train.prototxt`` as
@@ -147,8 +147,8 @@ class DeepLabV2(pl.LightningModule):
         rates: ASPP dilation rates (in logit cells, so at output stride 16 the same rates span twice
             the pixels).
         output_stride: 8 (DeepLab-v2: layer3/layer4 dilated 2/4) or 16 (layer4 unstrided, no
-            dilation: the CAM classifier's layout, so a backbone started from it sees the dilations it was trained with,
-            at about half the step time; the CPU demo).
+            dilation: the CAM classifier's layout, so a backbone started from it sees the geometry
+            its weights were trained with, at about half the step time; the CPU demo).
         msc_scales: extra training input scales besides 1.0 (empty: single-scale training).
         freeze_bn: FrozenBatchNorm2d (DeepLab-v2; no BN parameter is trained and train mode changes
             nothing); ``False`` trains ordinary BatchNorm (only sensible from scratch with big batches).
@@ -160,8 +160,8 @@ class DeepLabV2(pl.LightningModule):
             training labels (``datamodule.class_frequencies()``); off in DeepLab-v2.
 
     Shapes: ``forward`` ``[B, 3, H, W]`` → logits ``[B, C, ⌈H/s⌉', ⌈W/s⌉']`` (``s = output_stride``,
-    Caffe arithmetic: 321 → 41 at 8). Batches: ``{"image": [B, 3, h, w] float, "label": [B, h, w] int64}`` in training and
-    validation (``label`` 255 = ignore); ``{"image": [1, 3, H, W], "id": [str]}`` in predict, whose
+    Caffe arithmetic: 321 → 41 at 8). Batches: ``{"image": [B, 3, h, w] float, "label": [B, h, w]
+    int64}`` in training and validation (``label`` 255 = ignore); ``{"image": [1, 3, H, W], "id": [str]}`` in predict, whose
     output is the softmax of :func:`multi_scale_logits` at image size, ``[1, C, H, W]``.
     """
 

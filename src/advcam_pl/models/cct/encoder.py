@@ -106,8 +106,6 @@ def deep_stem_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tens
     return out
 
 
-
-
 class CCTEncoder(nn.Module):
     """Backbone + PSP: ``[B, 3, H, W]`` → ``[B, out_channels, ⌈H/s⌉, ⌈W/s⌉]`` (``s = output_stride``, 8).
 
