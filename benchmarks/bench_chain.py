@@ -110,13 +110,14 @@ def main(argv: Sequence[str] | None = None) -> dict:
                                       "outputs/bench_chain_n<N> with --num-images N)")
     parser.add_argument("--num-images", type=int, help="train_aug images to generate (data.generate.num_train; "
                                                         "the scored `train` list is data.generate.train_fraction of them)")
-    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--threads", type=int,
+                        help="torch threads, as num_threads=N (default: the experiment's num_threads, every core)")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every method's chain")
     args = parser.parse_intermixed_args(argv)  # options may follow the overrides
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s %(name)s] %(message)s", datefmt="%H:%M:%S")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    overrides = list(args.overrides)
+    # run_pipeline applies num_threads at every stage, so the flag goes in as that key (set here only, it
+    # would be overridden by the experiment's `num_threads: cores`).
+    overrides = [*([f"num_threads={args.threads}"] if args.threads else []), *args.overrides]
     if args.num_images:
         overrides.append(f"data.generate.num_train={args.num_images}")
     out = args.out or (f"{compose_bench().paths.work_dir}_n{args.num_images}" if args.num_images else None)

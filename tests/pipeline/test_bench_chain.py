@@ -8,6 +8,7 @@ import json
 import re
 
 import pytest
+import torch
 from tests.conftest import SYNTHETIC_KWARGS, generate_overrides
 
 from advcam_pl.config import compose_config
@@ -132,3 +133,14 @@ def test_a_synthetic_set_of_other_settings_is_refused_naming_the_file(bench_chai
                                          r"7 asked"):
         bench_chain.main(["--out", str(tmp_path), *DATA[2:], "--num-images", "7", f"data.root={synthetic_root}"])
     assert fake_stages.runs == []
+
+
+def test_threads_reach_every_stage_as_num_threads(bench_chain, fake_stages, synthetic_root, tmp_path):
+    """`--threads 1` must survive the experiment's `num_threads: cores`, which run_pipeline applies per stage."""
+    fake_chain(fake_stages, {"cam": 0.35, "advcam": 0.31})
+    before = torch.get_num_threads()
+    try:
+        result = bench_chain.main(["--out", str(tmp_path), *DATA, f"data.root={synthetic_root}", "--threads", "1"])
+        assert result["settings"]["torch_threads"] == 1 == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
