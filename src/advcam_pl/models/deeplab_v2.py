@@ -3,11 +3,12 @@
 ResNet-101 in the Caffe layout (stride on the first 1×1 conv of a block, ceil-mode max-pool),
 layer3/layer4 dilated 2/4 → output stride 8 (``output_stride=16``: layer4 unstrided, no dilation, the
 CAM classifier's layout; a departure for CPU configs, not DeepLab-v2's); ASPP = four 3×3 convs with
-dilation 6/12/18/24 whose outputs are *summed*. Training uses DeepLab-v2's multi-scale inputs (MSC): the image at 1.0, 0.75
-and 0.5, plus the pixel-wise max of the three (the smaller logits upsampled bilinearly to the 1.0
-logits' size); the loss is summed over those four outputs, each at its own resolution, with the
-labels resized by nearest neighbour. The solver follows DeepLab-v2's ``train.prototxt`` as
-re-implemented by kazuto1011/deeplab-pytorch (the code AdvCAM's README points to): SGD lr 2.5e-4,
+dilation 6/12/18/24 whose outputs are *summed*. Training uses DeepLab-v2's multi-scale inputs
+(MSC): the image at 1.0, 0.75 and 0.5, plus the pixel-wise max of the three (the smaller logits
+upsampled bilinearly to the 1.0 logits' size); the loss is summed over those four outputs, each at
+its own resolution, with the labels resized by nearest neighbour. The solver follows DeepLab-v2's
+``train.prototxt`` as re-implemented by kazuto1011/deeplab-pytorch (the code AdvCAM's README points
+to): SGD lr 2.5e-4,
 momentum 0.9, weight decay 5e-4, ASPP weights ×10 and ASPP biases ×20 (no decay), poly 0.9 decayed
 every 10 iterations (its ``PolynomialLR`` with ``LR_DECAY: 10``; :mod:`advcam_pl.training.schedule`).
 
@@ -161,7 +162,8 @@ class DeepLabV2(pl.LightningModule):
 
     Shapes: ``forward`` ``[B, 3, H, W]`` → logits ``[B, C, ⌈H/s⌉', ⌈W/s⌉']`` (``s = output_stride``,
     Caffe arithmetic: 321 → 41 at 8). Batches: ``{"image": [B, 3, h, w] float, "label": [B, h, w]
-    int64}`` in training and validation (``label`` 255 = ignore); ``{"image": [1, 3, H, W], "id": [str]}`` in predict, whose
+    int64}`` in training and validation (``label`` 255 = ignore); ``{"image": [1, 3, H, W], "id":
+    [str]}`` in predict, whose
     output is the softmax of :func:`multi_scale_logits` at image size, ``[1, C, H, W]``.
     """
 
